@@ -1,0 +1,38 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+URL ?= http://127.0.0.1:8000/v1
+
+export HEARTH_CACHE_DIR ?= $(CURDIR)/.cache/hearth
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install up test conformance bench lint clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "Error: $(PY) not found; install Python 3.11" >&2; exit 1; }
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/hearth up
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+conformance: $(STAMP)
+	$(BIN)/pytest -q conformance --base-url $(URL)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,134 @@
+"""Hearth's one exception tree, shared by the API, the workers and the CLI.
+
+    HearthError                      500 internal_error
+    ├── InvalidRequest               400 invalid_request_error
+    │   └── ContextLengthExceeded    400 context_length_exceeded
+    ├── ModelNotFound                404 model_not_found
+    ├── NotFound                     404 not_found
+    ├── QueueFull                    429 queue_full (with Retry-After)
+    ├── ServiceUnavailable           503 service_unavailable
+    │   ├── NoLiveWorker             503 model_unavailable
+    │   ├── BrokerUnavailable        503 broker_unavailable
+    │   └── DatabaseUnavailable      503 database_unavailable
+    ├── ModelRuntimeError            500 model_error
+    ├── RemoteEngineError            502 upstream_error
+    ├── RequestTimeout               504 timeout
+    └── ConfigError                  (startup only; the CLI prints it)
+
+Errors cross the queue as ``to_dict()`` and come back with ``from_dict()``,
+so a worker's error reaches the client with the same status and code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HearthError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    type: ClassVar[str] = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+            "retry_after": self.retry_after,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> HearthError:
+        cls = _BY_CODE.get(data.get("code", ""), HearthError)
+        return cls(
+            data.get("message", "unknown error"),
+            param=data.get("param"),
+            retry_after=data.get("retry_after"),
+        )
+
+
+class InvalidRequest(HearthError):
+    status = 400
+    code = "invalid_request_error"
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class ModelNotFound(HearthError):
+    status = 404
+    code = "model_not_found"
+    type = "invalid_request_error"
+
+
+class NotFound(HearthError):
+    status = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class QueueFull(HearthError):
+    status = 429
+    code = "queue_full"
+    type = "rate_limit_error"
+
+
+class ServiceUnavailable(HearthError):
+    status = 503
+    code = "service_unavailable"
+
+
+class NoLiveWorker(ServiceUnavailable):
+    code = "model_unavailable"
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    code = "broker_unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+
+
+class ModelRuntimeError(HearthError):
+    code = "model_error"
+
+
+class RemoteEngineError(HearthError):
+    status = 502
+    code = "upstream_error"
+
+
+class RequestTimeout(HearthError):
+    status = 504
+    code = "timeout"
+
+
+class ConfigError(HearthError):
+    code = "config_error"
+
+
+def _all_subclasses(cls: type[HearthError]) -> list[type[HearthError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+_BY_CODE: dict[str, type[HearthError]] = {
+    cls.code: cls for cls in _all_subclasses(HearthError)
+}

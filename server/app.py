@@ -1,0 +1,55 @@
+"""The FastAPI application: stateless, any number of replicas."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from openai_compat.errors import install_error_handlers
+from server import db
+from server.dispatch import Dispatcher
+from server.middleware import RequestContext
+from server.routes import chat, embeddings, health, models
+from server.settings import Settings, get_settings
+from server.usage import flush_usage
+from workers.celery_app import configure_celery
+from workers.specs import ModelCatalog
+
+log = structlog.get_logger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings: Settings = app.state.settings
+    configure_celery(settings)
+    app.state.dispatcher = Dispatcher(settings=settings)
+    app.state.pool = await db.create_pool(settings.database_url)
+    log.info("api started", models=[spec.name for spec in app.state.catalog])
+    try:
+        yield
+    finally:
+        await flush_usage()
+        await app.state.pool.close()
+        await app.state.dispatcher.close()
+        log.info("api stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Hearth",
+        version="0.1.0",
+        summary="OpenAI-compatible API for local models on Celery workers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = ModelCatalog.load(
+        models_file=settings.models_file, bundled=settings.bundled_models
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContext)
+    for module in (health, models, chat, embeddings):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,53 @@
+"""Usage records: one row per finished request, written off the hot path."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_pending: set[asyncio.Task] = set()
+
+
+@dataclass(kw_only=True)
+class UsageRecord:
+    request_id: str
+    endpoint: str
+    model: str | None
+    status: int
+    latency_ms: float
+    error_code: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    streamed: bool = False
+    tenant: str = "local"
+
+
+async def _insert(pool: asyncpg.Pool, record: UsageRecord) -> None:
+    row = asdict(record)
+    columns = ", ".join(row)
+    marks = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+    try:
+        await pool.execute(
+            f"INSERT INTO requests ({columns}) VALUES ({marks})", *row.values()
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        log.warning("usage record lost", request_id=record.request_id, error=str(exc))
+
+
+def record_usage(pool: asyncpg.Pool | None, record: UsageRecord) -> None:
+    """Write ``record`` in the background; the response does not wait for it."""
+    if pool is None:
+        return
+    task = asyncio.get_running_loop().create_task(_insert(pool, record))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def flush_usage() -> None:
+    if _pending:
+        await asyncio.gather(*_pending, return_exceptions=True)

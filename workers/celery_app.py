@@ -1,0 +1,46 @@
+"""The Celery application shared by the API (which sends) and the workers.
+
+Messages are JSON only; pickle is never accepted. Each model has its own
+queues (see workers.protocol), so routing by model is Celery routing.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from server.settings import Settings
+
+celery_app = Celery("hearth", set_as_current=True)
+
+
+def configure_celery(settings: Settings, broker_url: str | None = None) -> Celery:
+    broker = broker_url or settings.broker_url
+    celery_app.conf.update(
+        broker_url=broker,
+        result_backend=settings.stream_url,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        event_serializer="json",
+        # Interactive results travel on Redis streams, not the result backend.
+        task_ignore_result=True,
+        task_default_queue=f"{settings.namespace}.default",
+        task_create_missing_queues=True,
+        # One message at a time per pool slot: a busy worker leaves the rest
+        # of the queue to its peers.
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Redis: poll queues in the order a worker lists them, so a
+            # model's interactive queue is always drained before its batch
+            # queue (the default rotates between them for fairness).
+            "queue_order_strategy": "priority",
+            "visibility_timeout": 2 * 3600,
+        },
+        result_expires=3600,
+    )
+    return celery_app

@@ -11,7 +11,7 @@ from openai_compat.errors import install_error_handlers
 from server import db
 from server.dispatch import Dispatcher
 from server.middleware import RequestContext
-from server.routes import chat, embeddings, health, models
+from server.routes import admin, chat, embeddings, health, models
 from server.settings import Settings, get_settings
 from server.usage import flush_usage
 from workers.celery_app import configure_celery
@@ -50,6 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestContext)
-    for module in (health, models, chat, embeddings):
+    for module in (health, models, chat, embeddings, admin):
         app.include_router(module.router)
     return app

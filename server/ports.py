@@ -49,7 +49,9 @@ def remembered_port(data_dir: Path, service: str) -> int:
 
     new = free_port()
     if port is not None:
-        log.warning("remembered port is taken; moving", service=service, old=port, new=new)
+        log.warning(
+            "remembered port is taken; moving", service=service, old=port, new=new
+        )
     ports[service] = new
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from celery import Celery
 
 from server.settings import Settings
+from workers import protocol
 
 celery_app = Celery("hearth", set_as_current=True)
 
@@ -42,5 +43,15 @@ def configure_celery(settings: Settings, broker_url: str | None = None) -> Celer
             "visibility_timeout": 2 * 3600,
         },
         result_expires=3600,
+        beat_schedule={
+            "prune-dead-workers": {
+                "task": protocol.PRUNE_TASK,
+                "schedule": 60.0,
+                "options": {
+                    "queue": protocol.maintenance_queue(settings.namespace),
+                    "expires": 50,
+                },
+            }
+        },
     )
     return celery_app

@@ -26,6 +26,16 @@ class HostedModels:
     worker_id: str
     specs: dict[str, ModelSpec] = field(default_factory=dict)
     backends: dict[str, object] = field(default_factory=dict)
+    inflight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def task_started(self) -> None:
+        with self._lock:
+            self.inflight += 1
+
+    def task_finished(self) -> None:
+        with self._lock:
+            self.inflight -= 1
 
     def _backend(self, name: str, kind: str):
         backend = self.backends.get(name)
@@ -115,6 +125,7 @@ class Heartbeat:
                 "pid": os.getpid(),
                 "started_at": self._started,
                 "seen_at": now,
+                "inflight": state.inflight,
             },
         )
         pipe.expire(protocol.worker_key(state.namespace, state.worker_id), 60)

@@ -25,6 +25,7 @@ Priority = Literal["interactive", "batch"]
 
 GENERATE_TASK = "hearth.generate"
 EMBED_TASK = "hearth.embed"
+PRUNE_TASK = "hearth.maintenance.prune_workers"
 
 EVENTS_TTL_S = 300
 CANCEL_TTL_S = 600
@@ -38,6 +39,10 @@ def queue_name(namespace: str, model: str, priority: Priority = "interactive") -
 def model_queues(namespace: str, model: str) -> list[str]:
     """Queues a worker for ``model`` consumes, most urgent first."""
     return [queue_name(namespace, model, p) for p in ("interactive", "batch")]
+
+
+def maintenance_queue(namespace: str) -> str:
+    return f"{namespace}.maintenance"
 
 
 def events_key(namespace: str, request_id: str) -> str:

@@ -36,6 +36,7 @@ def _run(kind: str, payload: dict[str, Any], work) -> None:
     stream = _stream(request_id)
     started = time.perf_counter()
     outcome = "ok"
+    hosted().task_started()
 
     try:
         if stream.cancelled():
@@ -56,6 +57,7 @@ def _run(kind: str, payload: dict[str, Any], work) -> None:
         log.exception("task failed")
         stream.error(ModelRuntimeError(f"the model failed: {exc}").to_dict())
     finally:
+        hosted().task_finished()
         log.info(
             "task finished",
             task=kind,
@@ -93,3 +95,16 @@ def embed(payload: dict[str, Any]) -> None:
         return {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}
 
     _run("embed", payload, work)
+
+
+@celery_app.task(name=protocol.PRUNE_TASK)
+def prune_dead_workers() -> int:
+    """Drop workers whose heartbeats stopped from the liveness sets."""
+    state = hosted()
+    horizon = time.time() - 10 * 60
+    removed = 0
+    for key in state.redis.scan_iter(match=protocol.live_key(state.namespace, "*")):
+        removed += state.redis.zremrangebyscore(key, "-inf", horizon)
+    if removed:
+        log.info("pruned dead workers", removed=removed)
+    return removed

@@ -41,6 +41,7 @@ def run_worker(
     state = load_models(settings, specs, worker_id=worker_id)
 
     queues = [q for name in names for q in protocol.model_queues(settings.namespace, name)]
+    queues.append(protocol.maintenance_queue(settings.namespace))
     configure_celery(settings)
     import workers.tasks  # noqa: F401  (registers the tasks)
 

@@ -1,0 +1,194 @@
+"""``hearth up``: every Hearth process on one machine, started in order,
+watched, restarted when one dies, and stopped in order.
+
+Start: broker and database (embedded unless their URLs are set), migrations,
+API, one worker process per model worker, beat. Stop (SIGINT or SIGTERM): the
+API first so no new work arrives, then workers (warm shutdown), beat, broker
+(which writes its append-only file) and the database last.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import structlog
+
+from server.bind_policy import check_bind
+from server.child_registry import ChildRegistry
+from server.children import Child
+from server.data_dir_lock import DataDirLock
+from server.embedded import BROKER_GROUP, DATABASE_GROUP, start_broker, start_database
+from server.errors import ServiceUnavailable
+from server.logs import configure_logging
+from server.readiness import StartupInterrupted, log_tail, wait_until_ready
+from server.settings import Settings
+from server.stack import (
+    API_GROUP,
+    BEAT_GROUP,
+    WORKER_GROUP,
+    ServiceURLs,
+    api_spec,
+    beat_spec,
+    child_env,
+    migrate_spec,
+    worker_specs,
+)
+from workers.specs import ModelCatalog
+
+log = structlog.get_logger(__name__)
+
+STOP_ORDER = [API_GROUP, WORKER_GROUP, BEAT_GROUP, BROKER_GROUP, DATABASE_GROUP]
+API_READY_TIMEOUT_S = 120.0
+MIGRATE_TIMEOUT_S = 300.0
+WATCH_INTERVAL_S = 0.2
+
+
+@contextmanager
+def shutdown_requested() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs."""
+    event = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        if not event.is_set():
+            log.info("shutdown requested", signal=signal.Signals(signum).name)
+        event.set()
+
+    previous = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def resolve_services(
+    settings: Settings, registry: ChildRegistry, stopping: threading.Event
+) -> ServiceURLs:
+    """The broker, Redis and database URLs, starting embedded ones where the
+    settings leave them empty."""
+    broker_url, redis_url = settings.broker_url, settings.redis_url
+    # A RabbitMQ broker still needs a Redis for results and streams.
+    if not broker_url or (not settings.uses_redis_broker and not redis_url):
+        valkey = start_broker(
+            registry, data_dir=settings.data_dir, should_stop=stopping.is_set
+        )
+        broker_url = broker_url or valkey
+        redis_url = redis_url or valkey
+
+    database_url = settings.database_url or start_database(
+        registry, data_dir=settings.data_dir, should_stop=stopping.is_set
+    )
+    return ServiceURLs(
+        broker_url=broker_url, redis_url=redis_url, database_url=database_url
+    )
+
+
+def run_migrations(
+    settings: Settings, env: dict[str, str], stopping: threading.Event
+) -> None:
+    child = Child(migrate_spec(settings, env))
+    child.start()
+    deadline = time.monotonic() + MIGRATE_TIMEOUT_S
+    code = None
+    try:
+        while code is None and not stopping.is_set():
+            if time.monotonic() > deadline:
+                break
+            code = child.wait(WATCH_INTERVAL_S)
+    finally:
+        child.stop()
+
+    if stopping.is_set():
+        raise StartupInterrupted(child.name)
+    if code != 0:
+        outcome = "timed out" if code is None else f"exit {code}"
+        raise ServiceUnavailable(
+            f"database migrations failed ({outcome}); "
+            f"{child.spec.log_path} says:{log_tail(child.spec.log_path)}"
+        )
+
+
+def local_url(settings: Settings) -> str:
+    """How this machine reaches the API, whatever address it listens on."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+        settings.host, settings.host
+    )
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def api_is_healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_stack(
+    settings: Settings,
+    catalog: ModelCatalog,
+    registry: ChildRegistry,
+    stopping: threading.Event,
+) -> None:
+    urls = resolve_services(settings, registry, stopping)
+    env = child_env(settings, urls)
+    run_migrations(settings, env, stopping)
+
+    api = registry.start(api_spec(env), group=API_GROUP)
+    base_url = local_url(settings)
+    wait_until_ready(
+        api,
+        lambda: api_is_healthy(base_url),
+        timeout_s=API_READY_TIMEOUT_S,
+        error=ServiceUnavailable,
+        should_stop=stopping.is_set,
+    )
+
+    for spec in worker_specs(settings, catalog, env):
+        registry.start(spec, group=WORKER_GROUP)
+    registry.start(beat_spec(env), group=BEAT_GROUP)
+
+
+def announce_ready(settings: Settings) -> None:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"Hearth is ready on http://{host}:{settings.port}/v1", flush=True)
+
+
+def run_supervisor(settings: Settings) -> int:
+    """Run the whole stack until SIGINT or SIGTERM; the process exit code.
+
+    Configuration problems and services that cannot start raise a
+    ``HearthError`` (after stopping whatever had started), which the CLI
+    prints as ``Error: ...``.
+    """
+    configure_logging(
+        level=settings.log_level, json=settings.log_json, process="supervisor"
+    )
+    check_bind(settings)
+    catalog = ModelCatalog.load(
+        models_file=settings.models_file, bundled=settings.bundled_models
+    )
+
+    registry = ChildRegistry()
+    with DataDirLock(settings.data_dir), shutdown_requested() as stopping:
+        log.info("starting", data_dir=str(settings.data_dir), models=len(catalog))
+        try:
+            start_stack(settings, catalog, registry, stopping)
+            announce_ready(settings)
+            while not stopping.is_set():
+                registry.check()
+                stopping.wait(WATCH_INTERVAL_S)
+        except StartupInterrupted:
+            log.info("start interrupted")
+        finally:
+            registry.stop(STOP_ORDER)
+    log.info("stopped")
+    return 0

@@ -60,6 +60,9 @@ def configure_logging(*, level: str, json: bool | None, process: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at INFO; health polls would drown the rest.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
 
     structlog.configure(
         processors=[

@@ -119,3 +119,8 @@ def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
 
 def backend_factory(name: str) -> BackendFactory:
     return _FACTORIES[name]
+
+
+def registered_backends() -> list[str]:
+    """Names of every registered backend, sorted."""
+    return sorted(_FACTORIES)

@@ -72,6 +72,7 @@ def _convert(*, name: str, gguf: Path, target: Path) -> None:
     # Written beside the target and renamed, so a crash leaves no half cache.
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _DONE_MARKER).write_text(f"converted from {gguf}\n")

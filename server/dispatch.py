@@ -125,7 +125,12 @@ class Dispatcher:
         while True:
             reply = await self.redis.xread({key: last_id}, block=_READ_BLOCK_MS)
             if not reply:
-                await self._check_still_served(model, quiet_since, deadline)
+                try:
+                    await self._check_still_served(model, quiet_since, deadline)
+                except HearthError:
+                    # Nobody will read the answer now: let a worker skip it.
+                    await self.cancel(request_id)
+                    raise
                 continue
             quiet_since = time.monotonic()
             for entry_id, fields in reply[0][1]:

@@ -250,7 +250,7 @@ class BatchEngine:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
@@ -302,7 +302,7 @@ class BatchEngine:
             input_ids=self._last[:, None],
             attention_mask=mask,
             position_ids=self._positions[:, None],
-            past_key_values=self._cache,
+            cache=self._cache,
             use_cache=True,
         )
         self._mask = mask

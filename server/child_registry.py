@@ -79,6 +79,8 @@ class ChildRegistry:
         code = watched.child.poll()
         if code is None:
             return
+        # A crashed child may leave helpers in its group (a Celery pool, say).
+        watched.child.kill_group()
         delay = watched.backoff.delay_after(now - watched.started_at)
         watched.restart_at = now + delay
         log.warning(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -57,7 +58,9 @@ def _ask_for_death_signal(sig: int, parent_pid: int):
     libc = ctypes.CDLL(None, use_errno=True)
 
     def preexec() -> None:
-        if False and libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        # A child that could outlive the supervisor is not started at all
+        # (126: the shell's "cannot execute").
+        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
             os._exit(126)
         # The parent may have died between fork and prctl; then nobody will
         # ever send the signal, so behave as if it had been sent.
@@ -93,13 +96,11 @@ class Child:
         if self.spec.log_path is not None:
             self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._close_log()
-            self._log_file = open(self.spec.log_path, "ab")  # noqa: SIM115
+            self._log_file = open(self.spec.log_path, "ab")
             output = self._log_file
 
         group = None
         if self.spec.user is not None:
-            import pwd
-
             group = pwd.getpwnam(self.spec.user).pw_gid
         self._process = subprocess.Popen(
             self.spec.argv,

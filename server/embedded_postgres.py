@@ -14,6 +14,7 @@ import asyncio
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
@@ -60,14 +61,26 @@ def system_user() -> str | None:
         return None
     try:
         pwd.getpwnam(SYSTEM_USER)
+        return SYSTEM_USER
     except KeyError:
-        log.info("creating system user for postgres", user=SYSTEM_USER)
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home",
-             "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
+        pass
+
+    log.info("creating system user for postgres", user=SYSTEM_USER)
+    # sbin is often missing from PATH outside a login shell.
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    result = subprocess.run(
+        [useradd, "--system", "--no-create-home",
+         "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise DatabaseUnavailable(
+            f"PostgreSQL cannot run as root and creating the user {SYSTEM_USER!r} "
+            f"failed: {result.stderr.strip()}. Create it with `useradd --system "
+            f"{SYSTEM_USER}`, run Hearth as another user, or set HEARTH_DATABASE_URL"
+        )
     return SYSTEM_USER
 
 
@@ -89,11 +102,10 @@ def _make_install_readable(root: Path) -> None:
     _make_traversable(root)
     for directory, _dirs, files in os.walk(root):
         Path(directory).chmod(Path(directory).stat().st_mode | 0o055)
+        extra = 0o055 if Path(directory).name == "bin" else 0o044
         for name in files:
             path = Path(directory) / name
-            path.chmod(
-                path.stat().st_mode | 0o044 | (0o011 if "/bin" in directory else 0)
-            )
+            path.chmod(path.stat().st_mode | extra)
 
 
 def _hand_over(pgdata: Path, user: str) -> None:
@@ -108,6 +120,8 @@ def _hand_over(pgdata: Path, user: str) -> None:
 def prepare_cluster(pgdata: Path, *, user: str | None) -> None:
     """Create the cluster on first start; make it usable by ``user``."""
     pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # PostgreSQL refuses a data directory others can read (a copied one, say).
+    pgdata.chmod(0o700)
     if user is not None:
         _make_install_readable(install_dir())
         _make_traversable(pgdata)

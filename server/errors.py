@@ -3,9 +3,12 @@
     HearthError                      500 internal_error
     ├── InvalidRequest               400 invalid_request_error
     │   └── ContextLengthExceeded    400 context_length_exceeded
+    ├── AuthenticationError          401 invalid_api_key (with WWW-Authenticate)
+    ├── PermissionDenied             403 insufficient_scope
     ├── ModelNotFound                404 model_not_found
     ├── NotFound                     404 not_found
     ├── QueueFull                    429 queue_full (with Retry-After)
+    ├── RateLimited                  429 rate_limit_exceeded (with Retry-After)
     ├── ServiceUnavailable           503 service_unavailable
     │   ├── NoLiveWorker             503 model_unavailable
     │   ├── BrokerUnavailable        503 broker_unavailable
@@ -28,6 +31,8 @@ class HearthError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     type: ClassVar[str] = "server_error"
+    # Extra response headers the API sends with this error.
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -69,6 +74,19 @@ class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 
 
+class AuthenticationError(HearthError):
+    status = 401
+    code = "invalid_api_key"
+    type = "invalid_request_error"
+    headers = {"WWW-Authenticate": 'Bearer realm="hearth"'}
+
+
+class PermissionDenied(HearthError):
+    status = 403
+    code = "insufficient_scope"
+    type = "invalid_request_error"
+
+
 class ModelNotFound(HearthError):
     status = 404
     code = "model_not_found"
@@ -84,6 +102,12 @@ class NotFound(HearthError):
 class QueueFull(HearthError):
     status = 429
     code = "queue_full"
+    type = "rate_limit_error"
+
+
+class RateLimited(HearthError):
+    status = 429
+    code = "rate_limit_exceeded"
     type = "rate_limit_error"
 
 

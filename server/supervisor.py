@@ -48,21 +48,28 @@ MIGRATE_TIMEOUT_S = 300.0
 WATCH_INTERVAL_S = 0.2
 
 
-@contextmanager
-def shutdown_requested() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM while the block runs."""
-    event = threading.Event()
+class ShutdownRequest(threading.Event):
+    """Set by SIGINT or SIGTERM; remembers which one, for the log."""
 
+    signal_name: str | None = None
+
+
+@contextmanager
+def shutdown_requested() -> Iterator[ShutdownRequest]:
+    """A ShutdownRequest set by SIGINT or SIGTERM while the block runs."""
+    request = ShutdownRequest()
+
+    # Only record here: the handler may interrupt the main thread anywhere,
+    # even inside a log call.
     def handler(signum: int, _frame: object) -> None:
-        if not event.is_set():
-            log.info("shutdown requested", signal=signal.Signals(signum).name)
-        event.set()
+        request.signal_name = request.signal_name or signal.Signals(signum).name
+        request.set()
 
     previous = {
         sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        yield event
+        yield request
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -189,6 +196,7 @@ def run_supervisor(settings: Settings) -> int:
         except StartupInterrupted:
             log.info("start interrupted")
         finally:
+            log.info("stopping", signal=stopping.signal_name)
             registry.stop(STOP_ORDER)
     log.info("stopped")
     return 0

@@ -151,6 +151,8 @@ def test_sigkilled_owner_leaves_no_service_running_and_data_restarts(
         owner.stdout.close()
 
     _gone, alive = psutil.wait_procs(descendants, timeout=60)
+    for orphan in alive:  # do not let a failure leak processes into the run
+        orphan.kill()
     assert alive == [], f"orphans left behind: {alive}"
     if os.geteuid() == 0:
         assert "embedded_postgres" in users  # the death signal crossed the uid
@@ -160,3 +162,27 @@ def test_sigkilled_owner_leaves_no_service_running_and_data_restarts(
         assert services.broker_url == broker_url
         rows = asyncio.run(_query(database_url, "SELECT x FROM t"))[0]
         assert [row["x"] for row in rows] == [42]
+
+
+def test_services_left_running_on_the_data_dir_are_replaced(tmp_path: Path) -> None:
+    # A previous owner that vanished without stopping its services: their
+    # processes still run on the data directory when the next start comes.
+    previous = ChildRegistry()
+    broker_url = start_broker(previous, data_dir=tmp_path)
+    database_url = start_database(previous, data_dir=tmp_path)
+    leftovers = previous.children()
+    redis.Redis.from_url(broker_url).set("k", "v")
+
+    registry = ChildRegistry()
+    try:
+        assert start_broker(registry, data_dir=tmp_path) == broker_url
+        assert start_database(registry, data_dir=tmp_path) == database_url
+        for old in leftovers:
+            assert old.wait(timeout_s=30) is not None, f"{old.name} still runs"
+        assert {c.pid for c in registry.children()}.isdisjoint(
+            {c.pid for c in leftovers}
+        )
+        assert redis.Redis.from_url(broker_url).get("k") == b"v"
+    finally:
+        registry.stop(["broker", "database"])
+        previous.stop(["broker", "database"])

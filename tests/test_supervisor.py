@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -176,6 +177,8 @@ def test_sigkilled_supervisor_leaves_no_child_alive() -> None:
         supervisor.stdout.close()
 
     _gone, alive = psutil.wait_procs(children, timeout=10)
+    for orphan in alive:  # do not let a failure leak processes into the run
+        orphan.kill()
     assert alive == [], f"orphans: {alive}"
 
 
@@ -290,7 +293,10 @@ def test_configured_torch_threads_are_left_alone(tmp_path: Path) -> None:
 
 
 def _hearth_up(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HEARTH_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HEARTH_DATA_DIR": str(tmp_path / "data"),
+    }
     return subprocess.run(
         [PY, "-m", "server", "up", "--port", "1", *args],
         env=env,
@@ -317,3 +323,106 @@ def test_hearth_up_refuses_a_public_host_without_the_flag(tmp_path: Path) -> Non
     assert last.startswith("Error: refusing to serve on '0.0.0.0'")
     assert "--allow-insecure-bind" in last
     assert not (tmp_path / "data" / "postgres").exists()
+
+
+_LOG_SOME = """
+import logging, structlog
+from server.logs import configure_logging
+configure_logging(level="INFO", json=None, process="probe")
+structlog.contextvars.bind_contextvars(request_id="req-1", model="m")
+structlog.get_logger("probe.mod").info("hello", n=1)
+logging.getLogger("uvicorn.error").warning("from stdlib")
+structlog.get_logger("probe.mod").debug("hidden")
+print("stdout stays clean")
+"""
+
+
+def test_logs_are_json_lines_with_context_when_not_on_a_terminal() -> None:
+    result = subprocess.run(
+        [PY, "-c", _LOG_SOME], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "stdout stays clean\n"
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [line["event"] for line in lines] == ["hello", "from stdlib"]
+    first, second = lines
+    assert first["n"] == 1 and first["level"] == "info"
+    assert first["logger"] == "probe.mod"
+    for line in lines:
+        assert line["request_id"] == "req-1"
+        assert line["model"] == "m"
+        assert line["process"] == "probe"
+    assert second["level"] == "warning"
+
+
+def _wait_for_line(stream, prefix: str) -> str:
+    for line in stream:
+        if line.startswith(prefix):
+            return line.rstrip("\n")
+    raise AssertionError(f"the process ended without printing {prefix!r}")
+
+
+@pytest.mark.stack
+def test_hearth_up_without_models_serves_restarts_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from server.ports import free_port
+
+    port = free_port()
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HEARTH_DATA_DIR": str(tmp_path / "data"),
+        "HEARTH_BUNDLED_MODELS": "false",
+        "HEARTH_LOG_JSON": "true",
+    }
+    stderr = (tmp_path / "up.log").open("w")
+    up = subprocess.Popen(
+        [PY, "-m", "server", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    try:
+        line = _wait_for_line(up.stdout, "Hearth is ready")
+        assert line == f"Hearth is ready on http://127.0.0.1:{port}/v1"
+        tree = psutil.Process(up.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in tree)
+        for needed in ("valkey-server", "pginstall/bin/postgres", "server api"):
+            assert needed in names
+        assert "server beat" in names
+
+        api = next(p for p in tree if p.cmdline()[-1:] == ["api"])
+        api.kill()
+        api.wait(10)
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the API did not come back"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        tree = psutil.Process(up.pid).children(recursive=True)
+
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(120) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        up.stdout.close()
+        stderr.close()
+
+    _gone, alive = psutil.wait_procs(tree, timeout=10)
+    for orphan in alive:
+        orphan.kill()
+    assert alive == [], f"left running after shutdown: {alive}"
+    log = (tmp_path / "up.log").read_text()
+    events = [json.loads(x) for x in log.splitlines() if x.startswith("{")]
+    restarts = [e for e in events if e.get("event") == "child exited; restarting"]
+    assert [(e["child"], e["exit_code"]) for e in restarts] == [("api", -9)]
+    stopped = [e["child"] for e in events if e.get("event") == "child stopped"]
+    assert stopped == ["api", "beat", "valkey", "postgres"]

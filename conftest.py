@@ -76,3 +76,10 @@ def chat_model(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def embedding_model(request: pytest.FixtureRequest) -> str:
     return request.config.getoption("--embedding-model")
+
+
+@pytest.fixture(scope="session")
+def client(base_url: str, api_key: str):
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)

@@ -6,13 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-import openai
 import pytest
-
-
-@pytest.fixture(scope="session")
-def client(base_url: str, api_key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,7 +26,7 @@ def error_body(
 
 
 def error_response(exc: HearthError) -> JSONResponse:
-    headers = {}
+    headers = dict(exc.headers)
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     body = error_body(exc.message, type_=exc.type, code=exc.code, param=exc.param)

@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
+import auth.routes
+from auth.lifecycle import start_auth, stop_auth
+from auth.middleware import Accounting
 from openai_compat.errors import install_error_handlers
 from server import db
 from server.dispatch import Dispatcher
 from server.middleware import RequestContext
-from server.routes import admin, chat, embeddings, health, models
+from server.routes import admin, chat, docs, embeddings, health, models
 from server.settings import Settings, get_settings
 from server.usage import flush_usage
 from workers.celery_app import configure_celery
@@ -26,11 +29,13 @@ async def lifespan(app: FastAPI):
     configure_celery(settings)
     app.state.dispatcher = Dispatcher(settings=settings)
     app.state.pool = await db.create_pool(settings.database_url)
+    await start_auth(app)
     log.info("api started", models=[spec.name for spec in app.state.catalog])
     try:
         yield
     finally:
         await flush_usage()
+        await stop_auth(app)
         await app.state.pool.close()
         await app.state.dispatcher.close()
         log.info("api stopped")
@@ -43,13 +48,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="OpenAI-compatible API for local models on Celery workers.",
         lifespan=lifespan,
+        # Served by server.routes.docs, behind a key like every other route.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.catalog = ModelCatalog.load(
         models_file=settings.models_file, bundled=settings.bundled_models
     )
     install_error_handlers(app)
+    app.add_middleware(Accounting)
     app.add_middleware(RequestContext)
-    for module in (health, models, chat, embeddings, admin):
+    for module in (health, models, chat, embeddings, admin, docs):
         app.include_router(module.router)
+    for router in auth.routes.routers:
+        app.include_router(router)
     return app

@@ -123,6 +123,16 @@ def models(**values) -> None:
         click.echo(f"{spec.name}\t{spec.kind}\t{spec.backend}\t{spec.workers}")
 
 
+def _add_security_commands() -> None:
+    from auth.cli import audit, keys, limits
+
+    for command in (keys, limits, audit):
+        cli.add_command(command)
+
+
+_add_security_commands()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

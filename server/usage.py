@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import asyncpg
 import structlog
+
+from auth.context import add_tokens, current_key_id, current_tenant
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +26,10 @@ class UsageRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     streamed: bool = False
-    tenant: str = "local"
+    # The caller of the request being served (auth.context): records are
+    # built deep in the relay, where the request itself is out of reach.
+    tenant: str = field(default_factory=current_tenant)
+    key_id: str | None = field(default_factory=current_key_id)
 
 
 async def _insert(pool: asyncpg.Pool, record: UsageRecord) -> None:
@@ -41,6 +46,7 @@ async def _insert(pool: asyncpg.Pool, record: UsageRecord) -> None:
 
 def record_usage(pool: asyncpg.Pool | None, record: UsageRecord) -> None:
     """Write ``record`` in the background; the response does not wait for it."""
+    add_tokens(record.prompt_tokens + record.completion_tokens)
     if pool is None:
         return
     task = asyncio.get_running_loop().create_task(_insert(pool, record))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from auth.policy import Scoped
+from auth.scopes import ADMIN
 from server.deps import DispatcherDep
 from workers import protocol
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(Scoped(ADMIN))]
+)
 
 
 def _text(value: bytes | str) -> str:

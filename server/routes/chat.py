@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from auth.policy import Scoped
+from auth.scopes import INFERENCE
 from openai_compat.chat import ChatCompletionRequest, CompletionRequest
 from server.deps import CatalogDep, DispatcherDep, PoolDep
 from server.dispatch import new_request_id
@@ -12,7 +14,9 @@ from server.generation import Generation
 from workers import protocol
 from workers.specs import ModelSpec
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(
+    prefix="/v1", tags=["chat"], dependencies=[Depends(Scoped(INFERENCE))]
+)
 
 
 def _chat_model(catalog, name: str) -> ModelSpec:

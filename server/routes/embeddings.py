@@ -6,8 +6,10 @@ import base64
 import time
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from auth.policy import Scoped
+from auth.scopes import INFERENCE
 from openai_compat.embeddings import EmbeddingRequest, embedding_response
 from server.deps import CatalogDep, DispatcherDep, PoolDep
 from server.dispatch import new_request_id
@@ -15,7 +17,9 @@ from server.errors import HearthError, InvalidRequest
 from server.usage import UsageRecord, record_usage
 from workers import protocol
 
-router = APIRouter(prefix="/v1", tags=["embeddings"])
+router = APIRouter(
+    prefix="/v1", tags=["embeddings"], dependencies=[Depends(Scoped(INFERENCE))]
+)
 
 
 @router.post("/embeddings")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from auth.policy import Public
 from server.deps import CatalogDep, DispatcherDep, PoolDep
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Depends(Public())])
 
 _CHECK_TIMEOUT_S = 3
 

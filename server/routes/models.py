@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from auth.policy import Scoped
+from auth.scopes import INFERENCE, READ
 from openai_compat.models import model_object
 from server.deps import CatalogDep
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(
+    prefix="/v1", tags=["models"], dependencies=[Depends(Scoped(INFERENCE, READ))]
+)
 
 
 @router.get("/models")

@@ -148,6 +148,8 @@ def start_stack(
     urls = resolve_services(settings, registry, stopping)
     env = child_env(settings, urls)
     run_migrations(settings, env, stopping)
+    # Now the database is known, keys in it may allow a public address.
+    check_bind(settings.model_copy(update={"database_url": urls.database_url}))
 
     api = registry.start(api_spec(env), group=API_GROUP)
     base_url = local_url(settings)
@@ -179,7 +181,9 @@ def run_supervisor(settings: Settings) -> int:
     configure_logging(
         level=settings.log_level, json=settings.log_json, process="supervisor"
     )
-    check_bind(settings)
+    if settings.database_url:
+        # An external database can be asked now; the embedded one after start.
+        check_bind(settings)
     catalog = ModelCatalog.load(
         models_file=settings.models_file, bundled=settings.bundled_models
     )

@@ -16,6 +16,9 @@ celery_app = Celery("hearth", set_as_current=True)
 
 def configure_celery(settings: Settings, broker_url: str | None = None) -> Celery:
     broker = broker_url or settings.broker_url
+    if celery_app.conf.broker_url not in (None, broker):
+        # Connections are pooled per app; a new broker needs a new pool.
+        _drop_connection_pools()
     celery_app.conf.update(
         broker_url=broker,
         result_backend=settings.stream_url,
@@ -55,3 +58,12 @@ def configure_celery(settings: Settings, broker_url: str | None = None) -> Celer
         },
     )
     return celery_app
+
+
+def _drop_connection_pools() -> None:
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+    celery_app._pool = None
+    amqp = celery_app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None

@@ -114,8 +114,7 @@ def quantization_config(quantization: str, *, device: str, model: str) -> Any:
         return None
     if quantization not in {"8bit", "4bit"}:
         raise ConfigError(
-            f"model {model!r} has quantization {quantization!r}; use none, "
-            "8bit or 4bit"
+            f"model {model!r} has quantization {quantization!r}; use none, 8bit or 4bit"
         )
     if not device.startswith("cuda"):
         raise ConfigError(

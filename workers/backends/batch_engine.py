@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 import torch
-import torch.nn.functional as F  # noqa: N812 (the conventional alias)
+import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
@@ -115,7 +115,9 @@ class BatchEngine:
         self._positions: torch.Tensor | None = None
         self._last: torch.Tensor | None = None
         self._can_merge = True
+        # Counters for tests and the benchmark: decode steps, largest batch.
         self.steps = 0
+        self.peak_rows = 0
 
         self._thread = threading.Thread(
             target=self._run, name=f"engine-{name}", daemon=True
@@ -161,7 +163,7 @@ class BatchEngine:
                         self._admit(admitted)
                     if self._rows:
                         self._step()
-                except Exception as exc:  # noqa: BLE001 (keep serving others)
+                except Exception as exc:  # keep serving others
                     log.exception("engine step failed", model=self._name)
                     self._fail_running(exc)
         self._shutdown()
@@ -210,7 +212,7 @@ class BatchEngine:
                 _select_rows(cache, index)
                 mask = mask.index_select(0, index)
                 logits = logits.index_select(0, index)
-        except Exception as exc:  # noqa: BLE001 (only these jobs fail)
+        except Exception as exc:  # only these jobs fail
             log.exception("prefill failed", model=self._name)
             for job in jobs:
                 self._fail(job, exc)
@@ -222,6 +224,7 @@ class BatchEngine:
         )
         first = len(self._rows)
         self._merge(cache, mask, positions, rows)
+        self.peak_rows = max(self.peak_rows, len(self._rows))
         log.debug(
             "batch admission",
             model=self._name,
@@ -272,7 +275,9 @@ class BatchEngine:
         positions: torch.Tensor,
         rows: list[tuple[Job, Choice]],
     ) -> None:
-        last = torch.full((len(rows),), self._pad, dtype=torch.long, device=self._device)
+        last = torch.full(
+            (len(rows),), self._pad, dtype=torch.long, device=self._device
+        )
         if not self._rows:
             self._cache, self._mask = cache, mask
             self._positions, self._last = positions, last
@@ -281,7 +286,9 @@ class BatchEngine:
 
         width = max(self._mask.shape[1], mask.shape[1])
         for old, new in zip(self._cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)])
+            old.keys = torch.cat(
+                [_left_pad(old.keys, width), _left_pad(new.keys, width)]
+            )
             old.values = torch.cat(
                 [_left_pad(old.values, width), _left_pad(new.values, width)]
             )
@@ -326,7 +333,7 @@ class BatchEngine:
                         else choice.sampler.pick(logits[k])
                     )
                     self._advance(job, choice, token)
-                except Exception as exc:  # noqa: BLE001 (only this job fails)
+                except Exception as exc:  # only this job fails
                     log.exception("sampling failed", model=self._name)
                     self._fail(job, exc)
             chosen.append(token)

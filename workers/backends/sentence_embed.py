@@ -149,7 +149,7 @@ class SentenceEmbedder:
                 break
             try:
                 self._encode(batch)
-            except Exception as exc:  # noqa: BLE001 (keep serving others)
+            except Exception as exc:  # keep serving others
                 log.exception("embedding batch failed", model=self.spec.name)
                 error = ModelRuntimeError(
                     f"model {self.spec.name!r} failed while embedding: "
@@ -205,7 +205,7 @@ class SentenceEmbedder:
             show_progress_bar=False,
         )
         # The tokenizer's attention mask counts the tokens the model really saw.
-        features = self.model.tokenize(texts)
+        features = self.model.preprocess(texts)
         counts = features["attention_mask"].sum(dim=1).tolist()
 
         row = 0
@@ -234,9 +234,7 @@ def _load(spec: ModelSpec, *, device: str) -> Any:
             "check its path"
         )
     try:
-        return SentenceTransformer(
-            str(spec.path), device=device, local_files_only=True
-        )
+        return SentenceTransformer(str(spec.path), device=device, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"model {spec.name!r} could not be loaded from {str(spec.path)!r}: {exc}"

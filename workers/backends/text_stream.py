@@ -38,11 +38,15 @@ class IncrementalDecoder:
         return current[len(settled) :]
 
     def flush(self) -> str:
-        """Whatever is still held back, at the end of the output."""
+        """What is still held back, at the end of the output.
+
+        A character whose bytes never completed (the output was cut in the
+        middle of it) is dropped rather than sent as U+FFFD.
+        """
         settled = self._decode(self._ids[self._prefix : self._read])
         current = self._decode(self._ids[self._prefix :])
         self._prefix = self._read = len(self._ids)
-        return current[len(settled) :]
+        return current[len(settled) :].rstrip("\ufffd")
 
 
 class StopScanner:
@@ -67,7 +71,9 @@ class StopScanner:
             return self._take(len(self._text))
 
         found = [
-            at for at in (self._text.find(s, self._sent) for s in self._stops) if at >= 0
+            at
+            for at in (self._text.find(s, self._sent) for s in self._stops)
+            if at >= 0
         ]
         if found:
             self.stopped = True

@@ -119,7 +119,9 @@ class TransformersChat:
 
     # -- helpers -----------------------------------------------------------
 
-    def _job(self, *, request_id: str, prompt: list[int], params: GenerationParams) -> Job:
+    def _job(
+        self, *, request_id: str, prompt: list[int], params: GenerationParams
+    ) -> Job:
         from workers.backends.batch_engine import Choice, Job
         from workers.backends.sampling import RowSampler, choice_seed
         from workers.backends.text_stream import IncrementalDecoder, StopScanner
@@ -167,7 +169,9 @@ class TransformersChat:
             ids = self.tokenizer.encode(text, add_special_tokens=special)
         if not ids:
             if self.tokenizer.bos_token_id is None:
-                raise InvalidRequest("the prompt is empty; send some text", param="prompt")
+                raise InvalidRequest(
+                    "the prompt is empty; send some text", param="prompt"
+                )
             ids = [self.tokenizer.bos_token_id]
         return ids
 
@@ -282,7 +286,9 @@ def _plain_message(message: dict[str, Any], number: int) -> dict[str, Any]:
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                kind = (
+                    part.get("type") if isinstance(part, dict) else type(part).__name__
+                )
                 raise InvalidRequest(
                     f"messages[{number}] has a {kind!r} part; this model reads "
                     "text parts only",
@@ -297,7 +303,9 @@ def _plain_message(message: dict[str, Any], number: int) -> dict[str, Any]:
     )
 
 
-def _load(spec: ModelSpec, settings: Settings, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+def _load(
+    spec: ModelSpec, settings: Settings, kwargs: dict[str, Any]
+) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from workers.backends.gguf_cache import converted_folder

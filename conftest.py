@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-REMOTE_MODEL = "remote-smollm2"
-
 from tests.stackutil import Processes, base_env, free_port, wait_ready
+
+REMOTE_MODEL = "remote-smollm2"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

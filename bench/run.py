@@ -148,7 +148,9 @@ def _start_hearth(threads: int):
 
     root = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
     port = free_port()
-    env = base_env(HEARTH_DATA_DIR=str(root / "data"), HEARTH_TORCH_THREADS=str(threads))
+    env = base_env(
+        HEARTH_DATA_DIR=str(root / "data"), HEARTH_TORCH_THREADS=str(threads)
+    )
     processes = Processes(logdir=root, env=env)
     processes.start("up", "up", "--port", str(port))
     wait_ready(f"http://127.0.0.1:{port}", processes)
@@ -158,22 +160,46 @@ def _start_hearth(threads: int):
 def _markdown(result: dict) -> str:
     s, e = result["single_stream"], result["embeddings"]
     rows = [
-        ("TTFT median (ms)", s["raw_ttft_ms"], s["hearth_ttft_ms"],
-         f"+{s['ttft_overhead_ms']} ms", "<= +20 ms"),
-        ("decode tok/s, 1 stream", s["raw_decode_tok_s"], s["hearth_decode_tok_s"],
-         s["decode_ratio"], ">= 0.9"),
+        (
+            "TTFT median (ms)",
+            s["raw_ttft_ms"],
+            s["hearth_ttft_ms"],
+            f"+{s['ttft_overhead_ms']} ms",
+            "<= +20 ms",
+        ),
+        (
+            "decode tok/s, 1 stream",
+            s["raw_decode_tok_s"],
+            s["hearth_decode_tok_s"],
+            s["decode_ratio"],
+            ">= 0.9",
+        ),
     ]
     for c in result["concurrent"]:
-        rows.append((
-            f"aggregate tok/s, {c['streams']} streams (raw: sequential)",
-            c["raw_sequential_tok_s"], c["hearth_aggregate_tok_s"], c["ratio"],
-            ">= 3 (8 streams)" if c["streams"] == 8 else "",
-        ))
+        rows.append(
+            (
+                f"aggregate tok/s, {c['streams']} streams (raw: sequential)",
+                c["raw_sequential_tok_s"],
+                c["hearth_aggregate_tok_s"],
+                c["ratio"],
+                ">= 3 (8 streams)" if c["streams"] == 8 else "",
+            )
+        )
     rows += [
-        ("embeddings texts/s, 1 request of 256", e["raw_batched_texts_s"],
-         e["hearth_one_request_256_texts_s"], e["one_request_ratio"], ""),
-        ("embeddings texts/s, 16 concurrent singles", e["raw_batched_texts_s"],
-         e["hearth_16_concurrent_singles_texts_s"], e["concurrent_ratio"], ">= 0.7"),
+        (
+            "embeddings texts/s, 1 request of 256",
+            e["raw_batched_texts_s"],
+            e["hearth_one_request_256_texts_s"],
+            e["one_request_ratio"],
+            "",
+        ),
+        (
+            "embeddings texts/s, 16 concurrent singles",
+            e["raw_batched_texts_s"],
+            e["hearth_16_concurrent_singles_texts_s"],
+            e["concurrent_ratio"],
+            ">= 0.7",
+        ),
     ]
     lines = [
         f"Machine: {result['machine']}; torch threads {result['threads']}.",

@@ -8,7 +8,9 @@ import numpy as np
 def test_langchain_chat(base_url, api_key, chat_model):
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(base_url=base_url, api_key=api_key, model=chat_model, max_tokens=16)
+    llm = ChatOpenAI(
+        base_url=base_url, api_key=api_key, model=chat_model, max_tokens=16
+    )
     reply = llm.invoke("Say hello.")
     assert reply.content.strip()
     streamed = "".join(chunk.content for chunk in llm.stream("Say hello."))

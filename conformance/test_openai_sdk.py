@@ -117,9 +117,13 @@ def test_seed_reproduces_sampled_text(client, chat_model):
 @pytest.mark.parametrize("stream", [False, True])
 def test_stop_sequence_never_in_output(client, chat_model, stream):
     messages = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
-    whole = client.chat.completions.create(
-        model=chat_model, messages=messages, max_tokens=40, temperature=0
-    ).choices[0].message.content
+    whole = (
+        client.chat.completions.create(
+            model=chat_model, messages=messages, max_tokens=40, temperature=0
+        )
+        .choices[0]
+        .message.content
+    )
     assert "4" in whole, whole
     stop = "4"
     reply = client.chat.completions.create(
@@ -262,7 +266,10 @@ def test_malformed_json_is_400(base_url, api_key):
     reply = httpx.post(
         f"{base_url}/chat/completions",
         content=b'{"model": "x", "messages": [',
-        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+        headers={
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+        },
     )
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == "invalid_request_error"

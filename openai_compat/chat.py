@@ -92,7 +92,9 @@ class _Sampling(_Lenient):
 
     @property
     def include_usage(self) -> bool:
-        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+        return bool(
+            self.stream and self.stream_options and self.stream_options.include_usage
+        )
 
 
 class ChatCompletionRequest(_Sampling):

@@ -28,8 +28,7 @@ def decode_token_ids(ids: list[int]) -> str:
     encoding = _cl100k()
     if any(i < 0 or i >= encoding.n_vocab for i in ids):
         raise InvalidRequest(
-            "token ids must be cl100k_base ids between 0 and "
-            f"{encoding.n_vocab - 1}",
+            f"token ids must be cl100k_base ids between 0 and {encoding.n_vocab - 1}",
             param="input",
         )
     return encoding.decode(ids)

@@ -51,7 +51,10 @@ def _describe(error: dict[str, Any]) -> tuple[str, str | None]:
 async def _validation_handler(request: Request, exc: RequestValidationError):
     message, param = _describe(exc.errors()[0])
     body = error_body(
-        message, type_="invalid_request_error", code="invalid_request_error", param=param
+        message,
+        type_="invalid_request_error",
+        code="invalid_request_error",
+        param=param,
     )
     return JSONResponse(body, status_code=400)
 

@@ -3,51 +3,36 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 DONE = b"data: [DONE]\n\n"
+
+ChunkObject = Literal["chat.completion.chunk", "text_completion"]
 
 
 def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-def chat_chunk(
+def chunk(
     *,
+    object: ChunkObject,
     id: str,
     created: int,
     model: str,
     choices: list[dict[str, Any]],
     usage: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
+    """One streamed chunk; ``usage`` only on the final usage chunk."""
+    body: dict[str, Any] = {
         "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": None,
-        "choices": choices,
-    }
-    if usage is not None:
-        chunk["usage"] = usage
-    return chunk
-
-
-def completion_chunk(
-    *,
-    id: str,
-    created: int,
-    model: str,
-    choices: list[dict[str, Any]],
-    usage: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    chunk: dict[str, Any] = {
-        "id": id,
-        "object": "text_completion",
+        "object": object,
         "created": created,
         "model": model,
         "choices": choices,
     }
+    if object == "chat.completion.chunk":
+        body["system_fingerprint"] = None
     if usage is not None:
-        chunk["usage"] = usage
-    return chunk
+        body["usage"] = usage
+    return body

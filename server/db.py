@@ -55,7 +55,9 @@ async def migrate_database(database_url: str) -> list[str]:
             " name text PRIMARY KEY,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+        done = {
+            r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")
+        }
 
         applied = []
         for name, sql in _migration_files():

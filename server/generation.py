@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +122,9 @@ class Generation:
         )
 
     def _chunk(self, choices, usage=None) -> bytes:
-        make: Callable[..., dict] = sse.chat_chunk if self.chat else sse.completion_chunk
         return sse.sse(
-            make(
+            sse.chunk(
+                object="chat.completion.chunk" if self.chat else "text_completion",
                 id=self.request_id,
                 created=self.created,
                 model=self.model,
@@ -135,12 +135,23 @@ class Generation:
 
     def _choice(self, index: int, *, text: str | None, reason: str | None) -> dict:
         if not self.chat:
-            return {"index": index, "text": text or "", "logprobs": None,
-                    "finish_reason": reason}
+            return {
+                "index": index,
+                "text": text or "",
+                "logprobs": None,
+                "finish_reason": reason,
+            }
         delta = {} if text is None else {"content": text}
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+        return {
+            "index": index,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": reason,
+        }
 
-    async def _sse(self, first: dict, events: AsyncIterator[dict]) -> AsyncIterator[bytes]:
+    async def _sse(
+        self, first: dict, events: AsyncIterator[dict]
+    ) -> AsyncIterator[bytes]:
         finished = False
         usage: dict[str, int] | None = None
         status, code = 200, None
@@ -148,8 +159,12 @@ class Generation:
             if self.chat:
                 yield self._chunk(
                     [
-                        {"index": i, "delta": {"role": "assistant", "content": ""},
-                         "logprobs": None, "finish_reason": None}
+                        {
+                            "index": i,
+                            "delta": {"role": "assistant", "content": ""},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
                         for i in range(self.n)
                     ]
                 )
@@ -168,8 +183,14 @@ class Generation:
         except HearthError as exc:
             status, code = exc.status, exc.code
             yield sse.sse(
-                {"error": {"message": exc.message, "type": exc.type,
-                           "param": exc.param, "code": exc.code}}
+                {
+                    "error": {
+                        "message": exc.message,
+                        "type": exc.type,
+                        "param": exc.param,
+                        "code": exc.code,
+                    }
+                }
             )
             yield sse.DONE
             finished = True
@@ -178,14 +199,18 @@ class Generation:
                 status, code = 499, "client_disconnected"
                 with anyio.CancelScope(shield=True):
                     await self.dispatcher.cancel(self.request_id)
-                log.info("client disconnected; generation cancelled",
-                         request_id=self.request_id)
+                log.info(
+                    "client disconnected; generation cancelled",
+                    request_id=self.request_id,
+                )
             self._record(status=status, usage=usage, code=code, streamed=True)
 
     def _on_event(self, event: dict) -> bytes | None:
         kind = event["type"]
         if kind == "delta":
-            return self._chunk([self._choice(event["index"], text=event["text"], reason=None)])
+            return self._chunk(
+                [self._choice(event["index"], text=event["text"], reason=None)]
+            )
         if kind == "choice_end":
             text = None if self.chat else ""
             return self._chunk(

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import time
 
 import httpx
 import openai
 import pytest
-import redis
 
 from conftest import REMOTE_MODEL
 

@@ -322,7 +322,15 @@ def test_hearth_up_refuses_a_public_host_without_the_flag(tmp_path: Path) -> Non
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: refusing to serve on '0.0.0.0'")
     assert "--allow-insecure-bind" in last
-    assert not (tmp_path / "data" / "postgres").exists()
+    # The embedded database had to start to be asked for keys; it is gone.
+    import psutil
+
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+    assert "api" not in result.stdout
 
 
 _LOG_SOME = """

@@ -30,8 +30,13 @@ def _wait_for(predicate, *, timeout: float, what: str):
 
 
 def test_disconnect_mid_stream_frees_the_worker(hearth_url, base_url, chat_model):
-    body = {"model": chat_model, "messages": COUNT, "max_tokens": 2000,
-            "temperature": 0, "stream": True}
+    body = {
+        "model": chat_model,
+        "messages": COUNT,
+        "max_tokens": 2000,
+        "temperature": 0,
+        "stream": True,
+    }
     with httpx.stream(
         "POST", f"{base_url}/chat/completions", json=body, timeout=60
     ) as reply:

@@ -35,7 +35,9 @@ class EventStream:
         self._emit({"type": "delta", "index": index, "text": text})
 
     def choice_end(self, index: int, finish_reason: str) -> None:
-        self._emit({"type": "choice_end", "index": index, "finish_reason": finish_reason})
+        self._emit(
+            {"type": "choice_end", "index": index, "finish_reason": finish_reason}
+        )
 
     def embeddings(self, vectors: np.ndarray) -> None:
         data = np.ascontiguousarray(vectors, dtype="<f4")

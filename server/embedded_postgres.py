@@ -96,10 +96,12 @@ def _make_traversable(path: Path) -> None:
 def _make_install_readable(root: Path) -> None:
     """Some installs (root's pip with a tight umask) leave the binaries
     unreadable to other users; open them up, as the wheel's launcher does."""
+    # The install may sit under a private directory (a fresh clone in a
+    # mktemp dir is 0700): every parent must let the user through.
+    _make_traversable(root)
     postgres = root / "bin" / "postgres"
     if postgres.stat().st_mode & stat.S_IXOTH:
         return
-    _make_traversable(root)
     for directory, _dirs, files in os.walk(root):
         Path(directory).chmod(Path(directory).stat().st_mode | 0o055)
         extra = 0o055 if Path(directory).name == "bin" else 0o044

@@ -70,6 +70,16 @@ class Dispatcher:
             return await self._broker_redis.llen(queue)
         return await anyio.to_thread.run_sync(_amqp_depth, queue)
 
+    async def next_message(self, queue: str) -> bytes | None:
+        """The raw message a worker would take next from ``queue``.
+
+        Redis brokers only (None with RabbitMQ, or when the queue is empty):
+        kombu pushes on the left and pops on the right.
+        """
+        if self._broker_redis is None:
+            return None
+        return await self._broker_redis.lindex(queue, -1)
+
     async def admit(self, spec: ModelSpec, priority: protocol.Priority) -> str:
         if not await self.live_workers(spec.name):
             raise NoLiveWorker(
@@ -105,6 +115,9 @@ class Dispatcher:
                 queue=queue,
                 headers={"request_id": payload["request_id"]},
                 retry=False,
+                # Results travel on event streams; touching the result
+                # backend here would tie every send to its health.
+                ignore_result=True,
             )
 
         try:

@@ -9,6 +9,8 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY openai_compat ./openai_compat
 COPY workers ./workers
+COPY auth ./auth
+COPY retrieval ./retrieval
 # CPU torch from PyTorch's index; drop --index-url for a CUDA image.
 RUN /opt/hearth/bin/pip install --index-url https://download.pytorch.org/whl/cpu \
         torch==2.13.0 \

@@ -100,6 +100,10 @@ class _Sampling(_Lenient):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    # Hearth's extension, sent by the openai SDK through extra_body: answer
+    # from these collections, with citations (retrieval.grounded_chat).
+    collections: list[str] | None = Field(None, min_length=1, max_length=16)
+    retrieval: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ChatCompletionRequest:

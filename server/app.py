@@ -13,9 +13,24 @@ from auth.middleware import Accounting
 from openai_compat.errors import install_error_handlers
 from server import db
 from server.dispatch import Dispatcher
+from server.http_metrics import HttpMetrics
 from server.middleware import RequestContext
-from server.routes import admin, chat, docs, embeddings, health, models
+from server.routes import (
+    admin,
+    batches,
+    chat,
+    collections,
+    docs,
+    embeddings,
+    files,
+    health,
+    jobs,
+    metrics,
+    models,
+    ui,
+)
 from server.settings import Settings, get_settings
+from server.tracing import instrument_app
 from server.usage import flush_usage
 from workers.celery_app import configure_celery
 from workers.specs import ModelCatalog
@@ -60,8 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(Accounting)
     app.add_middleware(RequestContext)
-    for module in (health, models, chat, embeddings, admin, docs):
+    app.add_middleware(HttpMetrics)
+    instrument_app(app)
+    for module in (health, metrics, models, chat, embeddings, admin, docs, ui):
         app.include_router(module.router)
     for router in auth.routes.routers:
         app.include_router(router)
+    for job_module in (jobs, files, batches):
+        app.include_router(job_module.router)
+    app.include_router(collections.router)
     return app

@@ -58,6 +58,10 @@ class ChildRegistry:
     def children(self, group: str | None = None) -> list[Child]:
         return [w.child for w in self._watched if group in (None, w.group)]
 
+    def forget(self, child: Child) -> None:
+        """Stop watching ``child`` (the autoscaler stops it on its own)."""
+        self._watched = [w for w in self._watched if w.child is not child]
+
     def restarts(self, name: str) -> int:
         return sum(w.restarts for w in self._watched if w.child.name == name)
 

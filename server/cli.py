@@ -133,6 +133,26 @@ def _add_security_commands() -> None:
 _add_security_commands()
 
 
+def _add_job_commands() -> None:
+    from server.jobs.cli import batch, jobs
+
+    for command in (jobs, batch):
+        cli.add_command(command)
+
+
+_add_job_commands()
+
+
+def _add_operations_commands() -> None:
+    from server.status_cli import status, top
+
+    for command in (status, top):
+        cli.add_command(command)
+
+
+_add_operations_commands()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -7,12 +7,17 @@
     ├── PermissionDenied             403 insufficient_scope
     ├── ModelNotFound                404 model_not_found
     ├── NotFound                     404 not_found
+    ├── Conflict                     409 conflict
+    ├── PayloadTooLarge              413 file_too_large
+    ├── UnparseableDocument          422 unparseable_document
     ├── QueueFull                    429 queue_full (with Retry-After)
+    ├── JobBacklogFull               429 job_backlog_full (with Retry-After)
     ├── RateLimited                  429 rate_limit_exceeded (with Retry-After)
     ├── ServiceUnavailable           503 service_unavailable
     │   ├── NoLiveWorker             503 model_unavailable
     │   ├── BrokerUnavailable        503 broker_unavailable
-    │   └── DatabaseUnavailable      503 database_unavailable
+    │   ├── DatabaseUnavailable      503 database_unavailable
+    │   └── RetrievalUnavailable     503 retrieval_unavailable
     ├── ModelRuntimeError            500 model_error
     ├── RemoteEngineError            502 upstream_error
     ├── RequestTimeout               504 timeout
@@ -99,9 +104,39 @@ class NotFound(HearthError):
     type = "invalid_request_error"
 
 
+class Conflict(HearthError):
+    """The object is in a state that does not allow this (cancel a finished
+    job, retry one that has not failed, reuse an idempotency key)."""
+
+    status = 409
+    code = "conflict"
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(HearthError):
+    status = 413
+    code = "file_too_large"
+    type = "invalid_request_error"
+
+
+class UnparseableDocument(HearthError):
+    """A document whose bytes cannot become text: encrypted, scanned, corrupt,
+    or of a format we do not read. Retrying cannot help; the user must act."""
+
+    status = 422
+    code = "unparseable_document"
+    type = "invalid_request_error"
+
+
 class QueueFull(HearthError):
     status = 429
     code = "queue_full"
+    type = "rate_limit_error"
+
+
+class JobBacklogFull(HearthError):
+    status = 429
+    code = "job_backlog_full"
     type = "rate_limit_error"
 
 
@@ -126,6 +161,12 @@ class BrokerUnavailable(ServiceUnavailable):
 
 class DatabaseUnavailable(ServiceUnavailable):
     code = "database_unavailable"
+
+
+class RetrievalUnavailable(ServiceUnavailable):
+    """The database has no pgvector, so collections cannot be stored."""
+
+    code = "retrieval_unavailable"
 
 
 class ModelRuntimeError(HearthError):

@@ -76,6 +76,34 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1)
 
+    # Durable jobs and batches (server/jobs).
+    job_backlog_max: int = Field(100_000, ge=1)
+    job_max_attempts: int = Field(3, ge=1, le=20)
+    job_backoff_s: float = Field(2.0, gt=0)
+    job_backoff_max_s: float = Field(300.0, gt=0)
+    # How often beat sweeps jobs: outbox, retries, lost workers, batches.
+    job_sweep_s: float = Field(2.0, gt=0)
+    # A queued job whose message is nowhere after this long is sent again.
+    job_resend_after_s: float = Field(30.0, gt=0)
+    file_max_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    batch_max_lines: int = Field(50_000, ge=1)
+    # Webhooks go to loopback and these hosts only; private ranges need the
+    # flag, and link-local (cloud metadata) addresses are always refused.
+    # Comma-separated, so it passes to child processes as one variable.
+    webhook_allowed_hosts: str = ""
+    webhook_allow_private: bool = False
+
+    # hearth up: worker processes per model between workers and max_workers.
+    autoscale_interval_s: float = Field(1.0, gt=0)
+    # Add a worker when more than this many messages wait per worker ...
+    autoscale_queue_per_worker: int = Field(4, ge=1)
+    # ... or when the oldest message has waited this long.
+    autoscale_wait_s: float = Field(5.0, gt=0)
+    # Remove an added worker once it and its queues were idle this long.
+    autoscale_idle_s: float = Field(60.0, gt=0)
+    # A worker pod's own /metrics port (clusters; hearth up needs none).
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+
     allow_insecure_bind: bool = False
     log_level: str = "INFO"
     log_json: bool | None = None
@@ -134,9 +162,9 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if value is None:
                 continue
-            env[f"HEARTH_{name.upper()}"] = str(value).lower() if isinstance(
-                value, bool
-            ) else str(value)
+            env[f"HEARTH_{name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
         return env
 
 

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from server.children import ChildSpec
+from server.metrics_dir import ENV as METRICS_DIR_ENV
+from server.metrics_dir import prepare_metrics_dir
 from server.settings import Settings
 from workers.specs import ModelCatalog, ModelSpec
 
@@ -44,6 +46,8 @@ def child_env(settings: Settings, urls: ServiceURLs) -> dict[str, str]:
     env["HEARTH_DATABASE_URL"] = urls.database_url
     if urls.redis_url:
         env["HEARTH_REDIS_URL"] = urls.redis_url
+    # Every child records into one directory, so /metrics covers them all.
+    env[METRICS_DIR_ENV] = str(prepare_metrics_dir(settings.data_dir))
     return env
 
 
@@ -72,35 +76,41 @@ def _torch_threads(settings: Settings, specs: list[ModelSpec]) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, local))
 
 
+def worker_hostname(spec: ModelSpec, index: int) -> str:
+    """The Celery node name, and so the worker id in heartbeats."""
+    return f"{spec.name}-{index}@{socket.gethostname()}"
+
+
+def worker_spec(
+    settings: Settings, spec: ModelSpec, index: int, env: dict[str, str], threads: int
+) -> ChildSpec:
+    worker_env = dict(env)
+    if settings.torch_threads is None:
+        worker_env["HEARTH_TORCH_THREADS"] = str(threads)
+    return ChildSpec(
+        name=f"worker-{spec.name}-{index}",
+        argv=hearth_argv(
+            "worker", "--models", spec.name, "--hostname", worker_hostname(spec, index)
+        ),
+        env=worker_env,
+        # SIGTERM is Celery's warm shutdown: finish running tasks.
+        stop_signal=signal.SIGTERM,
+        stop_timeout_s=WORKER_STOP_TIMEOUT_S,
+        labels={"model": spec.name},
+    )
+
+
+def worker_threads(settings: Settings, catalog: ModelCatalog) -> int:
+    return _torch_threads(settings, list(catalog))
+
+
 def worker_specs(
     settings: Settings, catalog: ModelCatalog, env: dict[str, str]
 ) -> list[ChildSpec]:
     """One child per worker process each model asks for (``workers: N``)."""
-    specs = list(catalog)
-    threads = _torch_threads(settings, specs)
-    host = socket.gethostname()
-    children = []
-    for spec in specs:
-        for index in range(1, spec.workers + 1):
-            worker_env = dict(env)
-            if settings.torch_threads is None:
-                worker_env["HEARTH_TORCH_THREADS"] = str(threads)
-            name = f"worker-{spec.name}-{index}"
-            children.append(
-                ChildSpec(
-                    name=name,
-                    argv=hearth_argv(
-                        "worker",
-                        "--models",
-                        spec.name,
-                        "--hostname",
-                        f"{spec.name}-{index}@{host}",
-                    ),
-                    env=worker_env,
-                    # SIGTERM is Celery's warm shutdown: finish running tasks.
-                    stop_signal=signal.SIGTERM,
-                    stop_timeout_s=WORKER_STOP_TIMEOUT_S,
-                    labels={"model": spec.name},
-                )  # fmt: skip
-            )
-    return children
+    threads = worker_threads(settings, catalog)
+    return [
+        worker_spec(settings, spec, index, env, threads)
+        for spec in catalog
+        for index in range(1, spec.workers + 1)
+    ]

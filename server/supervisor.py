@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import httpx
 import structlog
 
+from server.autoscale import Autoscaler
 from server.bind_policy import check_bind
 from server.child_registry import ChildRegistry
 from server.children import Child
@@ -144,7 +145,8 @@ def start_stack(
     catalog: ModelCatalog,
     registry: ChildRegistry,
     stopping: threading.Event,
-) -> None:
+) -> dict[str, str]:
+    """Start everything; the environment the children were given."""
     urls = resolve_services(settings, registry, stopping)
     env = child_env(settings, urls)
     run_migrations(settings, env, stopping)
@@ -164,6 +166,7 @@ def start_stack(
     for spec in worker_specs(settings, catalog, env):
         registry.start(spec, group=WORKER_GROUP)
     registry.start(beat_spec(env), group=BEAT_GROUP)
+    return env
 
 
 def announce_ready(settings: Settings) -> None:
@@ -189,18 +192,25 @@ def run_supervisor(settings: Settings) -> int:
     )
 
     registry = ChildRegistry()
+    autoscaler: Autoscaler | None = None
     with DataDirLock(settings.data_dir), shutdown_requested() as stopping:
         log.info("starting", data_dir=str(settings.data_dir), models=len(catalog))
         try:
-            start_stack(settings, catalog, registry, stopping)
+            env = start_stack(settings, catalog, registry, stopping)
+            autoscaler = Autoscaler(
+                settings=settings, catalog=catalog, registry=registry, env=env
+            )
             announce_ready(settings)
             while not stopping.is_set():
                 registry.check()
+                autoscaler.tick()
                 stopping.wait(WATCH_INTERVAL_S)
         except StartupInterrupted:
             log.info("start interrupted")
         finally:
             log.info("stopping", signal=stopping.signal_name)
+            if autoscaler is not None:
+                autoscaler.stop()
             registry.stop(STOP_ORDER)
     log.info("stopped")
     return 0

@@ -9,6 +9,7 @@ import asyncpg
 import structlog
 
 from auth.context import add_tokens, current_key_id, current_tenant
+from server.metrics import COMPLETION_TOKENS, INFERENCE_REQUESTS, PROMPT_TOKENS
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,10 @@ async def _insert(pool: asyncpg.Pool, record: UsageRecord) -> None:
 def record_usage(pool: asyncpg.Pool | None, record: UsageRecord) -> None:
     """Write ``record`` in the background; the response does not wait for it."""
     add_tokens(record.prompt_tokens + record.completion_tokens)
+    model = record.model or "none"
+    INFERENCE_REQUESTS.labels(record.endpoint, model, str(record.status)).inc()
+    PROMPT_TOKENS.labels(model).inc(record.prompt_tokens)
+    COMPLETION_TOKENS.labels(model).inc(record.completion_tokens)
     if pool is None:
         return
     task = asyncio.get_running_loop().create_task(_insert(pool, record))

@@ -11,7 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from auth.policy import Authenticated, Policy, Scoped
-from auth.scopes import ADMIN, ALL, INFERENCE, READ, grants
+from auth.scopes import ADMIN, ALL, INFERENCE, INGEST, READ, grants
 from server.app import create_app
 from server.settings import Settings
 from tests import authutil
@@ -34,7 +34,40 @@ ROUTES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("POST", "/v1/chat/completions"): (INFERENCE,),
     ("POST", "/v1/completions"): (INFERENCE,),
     ("POST", "/v1/embeddings"): (INFERENCE,),
+    ("POST", "/v1/jobs"): (INFERENCE,),
+    ("GET", "/v1/jobs"): (INFERENCE, READ),
+    ("GET", "/v1/jobs/{job_id}"): (INFERENCE, READ),
+    ("GET", "/v1/jobs/{job_id}/events"): (INFERENCE, READ),
+    ("POST", "/v1/jobs/{job_id}/cancel"): (INFERENCE,),
+    ("POST", "/v1/jobs/{job_id}/retry"): (INFERENCE,),
+    ("POST", "/v1/files"): (INFERENCE,),
+    ("GET", "/v1/files"): (INFERENCE, READ),
+    ("GET", "/v1/files/{file_id}"): (INFERENCE, READ),
+    ("GET", "/v1/files/{file_id}/content"): (INFERENCE, READ),
+    ("DELETE", "/v1/files/{file_id}"): (INFERENCE,),
+    ("POST", "/v1/collections"): (INGEST,),
+    ("GET", "/v1/collections"): (INGEST, READ),
+    ("GET", "/v1/collections/{ref}"): (INGEST, READ),
+    ("PATCH", "/v1/collections/{ref}"): (INGEST,),
+    ("DELETE", "/v1/collections/{ref}"): (INGEST,),
+    ("POST", "/v1/collections/{ref}/documents"): (INGEST,),
+    ("GET", "/v1/collections/{ref}/documents"): (INGEST, READ),
+    ("GET", "/v1/collections/{ref}/documents/{document_id}"): (INGEST, READ),
+    ("DELETE", "/v1/collections/{ref}/documents/{document_id}"): (INGEST,),
+    ("POST", "/v1/collections/{ref}/search"): (INGEST, READ, INFERENCE),
+    ("POST", "/v1/batches"): (INFERENCE,),
+    ("GET", "/v1/batches"): (INFERENCE, READ),
+    ("GET", "/v1/batches/{batch_id}"): (INFERENCE, READ),
+    ("POST", "/v1/batches/{batch_id}/cancel"): (INFERENCE,),
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/ui"): PUBLIC,
+    ("GET", "/ui/{asset}"): PUBLIC,
     ("GET", "/admin/workers"): (ADMIN,),
+    ("GET", "/admin/queues"): (ADMIN,),
+    ("GET", "/admin/models"): (ADMIN,),
+    ("GET", "/admin/requests"): (ADMIN,),
+    ("POST", "/admin/queues/{name}/purge"): (ADMIN,),
+    ("POST", "/admin/workers/{worker_id}/shutdown"): (ADMIN,),
     ("POST", "/admin/keys"): (ADMIN,),
     ("GET", "/admin/keys"): (ADMIN,),
     ("GET", "/admin/keys/{key_id}"): (ADMIN,),
@@ -53,7 +86,11 @@ BODIES = {
     "/v1/embeddings": {"model": EMBED, "input": "hi"},
     "/admin/keys": {"scopes": ["read"]},
 }
-PARAMS = {"{model_id:path}": CHAT, "{key_id}": "0123456789abcdef"}
+PARAMS = {"{model_id:path}": CHAT, "{key_id}": "0123456789abcdef",
+          "{name}": "no-such-queue", "{worker_id}": "no-such-worker",
+          "{asset}": "app.js"}
+PARAMS.update({"{job_id}": "job_none", "{file_id}": "file-none",
+               "{batch_id}": "batch_none"})
 
 
 def _policies(dependant) -> list[Policy]:

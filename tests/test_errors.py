@@ -21,7 +21,11 @@ def test_round_trip_through_a_task_message(cls):
     back = HearthError.from_dict(original.to_dict())
     assert type(back) is cls
     assert (back.status, back.code, back.message, back.param, back.retry_after) == (
-        cls.status, cls.code, "what to fix", "field", 3,
+        cls.status,
+        cls.code,
+        "what to fix",
+        "field",
+        3,
     )
 
 

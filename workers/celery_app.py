@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+import workers.task_metrics  # noqa: F401  (connects the signal handlers)
 from server.settings import Settings
 from workers import protocol
 
@@ -54,7 +55,15 @@ def configure_celery(settings: Settings, broker_url: str | None = None) -> Celer
                     "queue": protocol.maintenance_queue(settings.namespace),
                     "expires": 50,
                 },
-            }
+            },
+            "sweep-jobs": {
+                "task": protocol.JOB_SWEEP_TASK,
+                "schedule": settings.job_sweep_s,
+                "options": {
+                    "queue": protocol.maintenance_queue(settings.namespace),
+                    "expires": settings.job_sweep_s,
+                },
+            },
         },
     )
     return celery_app

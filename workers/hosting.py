@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -12,9 +13,11 @@ import redis
 import structlog
 
 from server.errors import ModelNotFound
+from server.metrics import MODEL_LOAD
 from server.settings import Settings
 from workers import protocol
 from workers.specs import ModelSpec
+from workers.task_metrics import running_tasks
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +80,9 @@ def load_models(settings: Settings, specs: list[ModelSpec], *, worker_id: str):
         started = time.perf_counter()
         state.backends[spec.name] = load_backend(spec, settings)
         state.specs[spec.name] = spec
+        MODEL_LOAD.labels(spec.name, spec.backend).observe(
+            time.perf_counter() - started
+        )
         log.info(
             "model loaded",
             model=spec.name,
@@ -126,6 +132,7 @@ class Heartbeat:
                 "started_at": self._started,
                 "seen_at": now,
                 "inflight": state.inflight,
+                "tasks": json.dumps(running_tasks()[:8]),
             },
         )
         pipe.expire(protocol.worker_key(state.namespace, state.worker_id), 60)

@@ -26,6 +26,10 @@ Priority = Literal["interactive", "batch"]
 GENERATE_TASK = "hearth.generate"
 EMBED_TASK = "hearth.embed"
 PRUNE_TASK = "hearth.maintenance.prune_workers"
+# Durable jobs (server/jobs): run one attempt; sweep outbox, retries, lost
+# workers and batches.
+JOB_TASK = "hearth.job.run"
+JOB_SWEEP_TASK = "hearth.maintenance.sweep_jobs"
 
 EVENTS_TTL_S = 300
 CANCEL_TTL_S = 600

@@ -45,6 +45,9 @@ class ModelSpec(BaseModel):
     context_length: int = Field(2048, ge=16)
     max_tokens: int = Field(512, ge=1)
     workers: int = Field(1, ge=0)
+    # hearth up adds worker processes up to this many under load (None:
+    # exactly ``workers``); see server.autoscale.
+    max_workers: int | None = Field(None, ge=1)
     max_batch_size: int = Field(16, ge=1, le=256)
     owned_by: str = "hearth"
 
@@ -59,6 +62,8 @@ class ModelSpec(BaseModel):
             raise ValueError("backend sentence-transformers serves kind embedding")
         if self.quantization != "none" and self.backend != "transformers":
             raise ValueError("quantization applies to the transformers backend")
+        if self.max_workers is not None and self.max_workers < self.workers:
+            raise ValueError("max_workers must be at least workers")
         return self
 
     @property

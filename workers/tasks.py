@@ -20,6 +20,7 @@ from workers.backends.base import ChatInput, GenerationParams
 from workers.celery_app import celery_app
 from workers.hosting import hosted
 from workers.streams import EventStream
+from workers.task_metrics import TimedSink, set_outcome
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +33,9 @@ def _stream(request_id: str) -> EventStream:
 def _run(kind: str, payload: dict[str, Any], work) -> None:
     request_id = payload["request_id"]
     model = payload["model"]
-    structlog.contextvars.bind_contextvars(request_id=request_id, model=model)
+    # The request id (the client's, from the task headers) is bound by
+    # workers.task_metrics; this is the completion's own id.
+    structlog.contextvars.bind_contextvars(completion_id=request_id, model=model)
     stream = _stream(request_id)
     started = time.perf_counter()
     outcome = "ok"
@@ -58,13 +61,14 @@ def _run(kind: str, payload: dict[str, Any], work) -> None:
         stream.error(ModelRuntimeError(f"the model failed: {exc}").to_dict())
     finally:
         hosted().task_finished()
+        set_outcome(outcome)
         log.info(
             "task finished",
             task=kind,
             outcome=outcome,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        structlog.contextvars.unbind_contextvars("request_id", "model")
+        structlog.contextvars.unbind_contextvars("completion_id")
 
 
 @celery_app.task(name=protocol.GENERATE_TASK)
@@ -77,7 +81,10 @@ def generate(payload: dict[str, Any]) -> None:
             raise InvalidRequest(f"bad generation parameters: {exc}") from exc
         chat = ChatInput(messages=payload.get("messages"), prompt=payload.get("prompt"))
         usage = backend.generate(
-            request_id=payload["request_id"], chat=chat, params=params, sink=stream
+            request_id=payload["request_id"],
+            chat=chat,
+            params=params,
+            sink=TimedSink(stream, model=payload["model"]),
         )
         return usage.as_dict()
 

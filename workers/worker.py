@@ -11,7 +11,10 @@ import structlog
 
 from server.errors import ConfigError
 from server.logs import configure_logging
+from server.metrics import WORKER_STARTS
+from server.metrics_http import serve_worker_metrics
 from server.settings import Settings
+from server.tracing import configure_tracing
 from workers import protocol
 from workers.celery_app import celery_app, configure_celery
 from workers.hosting import Heartbeat, default_worker_id, load_models
@@ -41,12 +44,18 @@ def run_worker(
     state = load_models(settings, specs, worker_id=worker_id)
 
     queues = [q for name in names for q in protocol.model_queues(settings.namespace, name)]
-    queues.append(protocol.maintenance_queue(settings.namespace))
+    # Maintenance first: its tasks are tiny, and the job sweep that recovers
+    # a killed worker's jobs must not wait behind a draining batch queue.
+    queues.insert(0, protocol.maintenance_queue(settings.namespace))
     configure_celery(settings)
+    configure_tracing(process="worker")
+    import workers.job_tasks  # noqa: F401  (registers the job tasks)
     import workers.tasks  # noqa: F401  (registers the tasks)
 
     heartbeat = Heartbeat(state, period_s=settings.worker_heartbeat_s, queues=queues)
     heartbeat.start()
+    WORKER_STARTS.labels("+".join(names)).inc()
+    serve_worker_metrics(host=settings.host, port=settings.worker_metrics_port)
     log.info("worker starting", worker_id=worker_id, models=names, queues=queues)
     try:
         celery_app.worker_main(

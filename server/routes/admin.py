@@ -1,49 +1,145 @@
-"""Operator views: the workers that serve which models, and their load."""
+"""Operator views and actions: workers, queues and the model registry.
+
+Reading is for any admin key. Purging a queue or stopping a worker affects
+every tenant, so those need the install's operator: an admin key of tenant
+``local``, or the open (no keys) mode; both actions are audited.
+"""
 
 from __future__ import annotations
 
-import time
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+import structlog
+from fastapi import APIRouter, Depends, Request
 
+from auth import audit
+from auth.authenticate import client_ip
+from auth.context import LOCAL_TENANT, Caller, current_account
 from auth.policy import Scoped
 from auth.scopes import ADMIN
-from server.deps import DispatcherDep
-from workers import protocol
+from server import ops_views
+from server.deps import CatalogDep, DispatcherDep, PoolDep
+from server.errors import NotFound, PermissionDenied
+from server.request_stats import request_stats
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(
     prefix="/admin", tags=["admin"], dependencies=[Depends(Scoped(ADMIN))]
 )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _caller() -> Caller:
+    # The router's Scoped(ADMIN) has already authenticated this request.
+    account = current_account()
+    if account is None:
+        raise RuntimeError("auth.middleware.Accounting is not installed")
+    return account.caller
+
+
+AdminCaller = Annotated[Caller, Depends(_caller)]
+
+QUEUE_PURGE = "queue.purge"
+WORKER_SHUTDOWN = "worker.shutdown"
+
+
+def _operator(caller: Caller, action: str) -> None:
+    if caller.via == "open" or caller.tenant == LOCAL_TENANT:
+        return
+    raise PermissionDenied(
+        f"{action} affects every tenant; use an admin key of tenant "
+        f"{LOCAL_TENANT!r} (`hearth keys create --tenant {LOCAL_TENANT} "
+        "--scopes admin`)."
+    )
+
+
+async def _audit(pool, request: Request, caller: Caller, **fields) -> None:
+    await audit.record(
+        pool,
+        actor=f"key:{caller.key_id}" if caller.key_id else caller.tenant,
+        actor_key_id=caller.key_id,
+        tenant=caller.tenant,
+        client_ip=client_ip(request),
+        outcome="success",
+        **fields,
+    )
 
 
 @router.get("/workers")
 async def list_workers(dispatcher: DispatcherDep) -> dict:
-    """Workers with a recent heartbeat: host, pid, models, queues, load."""
-    redis = dispatcher.redis
-    pattern = protocol.worker_key(dispatcher.namespace, "*")
-    now = time.time()
-    workers = []
-    async for key in redis.scan_iter(match=pattern, count=200):
-        fields = {_text(k): _text(v) for k, v in (await redis.hgetall(key)).items()}
-        if not fields:
-            continue
-        seen = float(fields.get("seen_at", 0))
-        workers.append(
-            {
-                "id": _text(key).split(":worker:", 1)[1],
-                "host": fields.get("host"),
-                "pid": int(fields.get("pid", 0)),
-                "models": [m for m in fields.get("models", "").split(",") if m],
-                "queues": [q for q in fields.get("queues", "").split(",") if q],
-                "inflight": int(fields.get("inflight", 0)),
-                "uptime_s": round(now - float(fields.get("started_at", now)), 1),
-                "last_seen_s": round(now - seen, 1),
-                "alive": now - seen < 3 * dispatcher.settings.worker_heartbeat_s,
-            }
+    """Workers with a heartbeat: host, pid, models, queues, state, tasks."""
+    return {"object": "list", "data": await ops_views.list_workers(dispatcher)}
+
+
+@router.get("/queues")
+async def list_queues(dispatcher: DispatcherDep, catalog: CatalogDep) -> dict:
+    """Every model queue: depth, consumers and the oldest message's age."""
+    data = await ops_views.list_queues(dispatcher, catalog)
+    return {"object": "list", "data": data}
+
+
+@router.get("/models")
+async def list_models(catalog: CatalogDep) -> dict:
+    """The model registry as configured: kind, backend, limits, workers."""
+    return {"object": "list", "data": ops_views.describe_models(catalog)}
+
+
+@router.get("/requests")
+async def recent_requests(caller: AdminCaller, pool: PoolDep) -> dict:
+    """The last hour's throughput by minute, and the newest requests.
+
+    The operator (open mode) sees every tenant; a tenant's admin its own.
+    """
+    tenant = None if caller.via == "open" else caller.tenant
+    return {"object": "request_stats", **await request_stats(pool, tenant=tenant)}
+
+
+@router.post("/queues/{name}/purge")
+async def purge_queue(
+    name: str,
+    request: Request,
+    caller: AdminCaller,
+    dispatcher: DispatcherDep,
+    catalog: CatalogDep,
+    pool: PoolDep,
+) -> dict:
+    """Drop every message waiting in one queue (running tasks carry on)."""
+    known = ops_views.known_queues(dispatcher.namespace, catalog)
+    if name not in known:
+        raise NotFound(
+            f"No queue {name!r}; list them at GET /admin/queues.", param="name"
         )
-    workers.sort(key=lambda w: w["id"])
-    return {"object": "list", "data": workers}
+    _operator(caller, "Purging a queue")
+    purged = await ops_views.purge_queue(name)
+    await _audit(
+        pool, request, caller, action=QUEUE_PURGE, target=name,
+        detail={"purged": purged},
+    )  # fmt: skip
+    log.warning("queue purged", queue=name, purged=purged)
+    return {"object": "queue.purge", "queue": name, "purged": purged}
+
+
+@router.post("/workers/{worker_id}/shutdown")
+async def shutdown_worker(
+    worker_id: str,
+    request: Request,
+    caller: AdminCaller,
+    dispatcher: DispatcherDep,
+    pool: PoolDep,
+) -> dict:
+    """Warm shutdown of one worker: it finishes its tasks, then exits.
+
+    Under ``hearth up`` the supervisor then starts a fresh one, which makes
+    this a way to recycle a worker.
+    """
+    workers = {w["id"] for w in await ops_views.list_workers(dispatcher)}
+    if worker_id not in workers:
+        raise NotFound(
+            f"No worker {worker_id!r}; list them at GET /admin/workers.",
+            param="worker_id",
+        )
+    _operator(caller, "Stopping a worker")
+    await ops_views.shutdown_worker(worker_id)
+    await _audit(pool, request, caller, action=WORKER_SHUTDOWN, target=worker_id)
+    log.warning("worker shutdown requested", worker_id=worker_id)
+    return {"object": "worker.shutdown", "worker": worker_id, "sent": True}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 
+from auth.context import Caller
 from auth.policy import Scoped
 from auth.scopes import INFERENCE
 from openai_compat.chat import ChatCompletionRequest, CompletionRequest
+from retrieval import grounded_chat
 from server.deps import CatalogDep, DispatcherDep, PoolDep
 from server.dispatch import new_request_id
 from server.errors import InvalidRequest
@@ -50,9 +54,16 @@ async def chat_completions(
     catalog: CatalogDep,
     dispatcher: DispatcherDep,
     pool: PoolDep,
+    caller: Annotated[Caller, Depends(Scoped(INFERENCE))],
 ):
-    """Create a chat completion, whole or streamed as server-sent events."""
+    """Create a chat completion, whole or streamed as server-sent events;
+    with ``collections``, grounded in them and cited."""
     spec = _chat_model(catalog, body.model)
+    if body.collections:
+        return await grounded_chat.complete(
+            body=body, spec=spec, caller=caller, pool=pool, dispatcher=dispatcher,
+            catalog=catalog,
+        )  # fmt: skip
     request_id = new_request_id("chatcmpl")
     payload = {
         "request_id": request_id,

@@ -1,0 +1,9 @@
+"""Documents and answers: parsing, chunking, indexing, search, citations.
+
+``parsers`` turn bytes into blocks (headings, paragraphs, pages),
+``chunking`` cuts blocks into overlapping chunks that keep their section
+and page, ``store`` owns the collections, documents and chunks tables,
+``pipeline`` is the ingestion job a worker runs, ``search`` fuses full-text
+and vector rankings, and ``answers`` turns retrieved chunks into a cited
+answer.
+"""

@@ -1,0 +1,148 @@
+"""Hybrid search: PostgreSQL full-text and pgvector, fused by rank.
+
+Each ranking is one SQL query filtered by tenant, collections and
+document metadata. Reciprocal rank fusion adds 1 / (k + rank) over the
+rankings a chunk appears in; k was tuned on SciFact's train split only
+(bench/scifact.py --split train).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import asyncpg
+import numpy as np
+
+from retrieval import lexical
+from retrieval.store import require_chunks_table
+from server.dispatch import Dispatcher, new_request_id
+from workers import protocol
+from workers.specs import ModelCatalog
+
+Mode = Literal["hybrid", "dense", "lexical"]
+RRF_K = 60
+# Each ranking contributes this many candidates per result asked for.
+_DEPTH = 4
+_MIN_DEPTH = 50
+_EF_SEARCH = 100
+
+_SELECT = (
+    "SELECT c.id, c.document_id, c.collection_id, c.ordinal, c.text, c.section,"
+    " c.page_start, c.page_end, c.char_start, c.char_end,"
+    " d.filename, d.title, d.metadata"
+)
+_WHERE = (
+    " FROM chunks c JOIN documents d ON d.id = c.document_id"
+    " WHERE c.tenant = $1 AND c.collection_id = ANY($2::text[])"
+    " AND ($3::jsonb IS NULL OR d.metadata @> $3::jsonb)"
+)
+
+
+@dataclass(kw_only=True)
+class Hit:
+    row: dict[str, Any]
+    score: float
+    dense: float | None = None
+    lexical: float | None = None
+
+
+async def embed_query(
+    dispatcher: Dispatcher, catalog: ModelCatalog, model: str, text: str
+) -> list[float]:
+    spec = catalog.get(model)
+    request_id = new_request_id("qry")
+    payload = {"request_id": request_id, "model": spec.name, "input": [text]}
+    await dispatcher.submit(task=protocol.EMBED_TASK, spec=spec, payload=payload)
+    vector = None
+    async for event in dispatcher.events(request_id=request_id, model=spec.name):
+        if event["type"] == "embeddings":
+            raw = base64.b64decode(event["b64"])
+            vector = np.frombuffer(raw, dtype="<f4").reshape(event["rows"], -1)[0]
+    return vector.tolist()
+
+
+def _vector(values: list[float]) -> str:
+    return "[" + ",".join(f"{v:.7g}" for v in values) + "]"
+
+
+async def dense(
+    conn: asyncpg.Connection, *, tenant: str, collections: list[str],
+    where: dict | None, vector: list[float], limit: int,
+) -> list[tuple[dict, float]]:  # fmt: skip
+    async with conn.transaction():
+        # Filtered HNSW scans keep going until enough rows pass the filter.
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(_EF_SEARCH, limit)}")
+        await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        rows = await conn.fetch(
+            f"{_SELECT}, c.embedding <=> $4::vector AS distance {_WHERE}"
+            " ORDER BY distance LIMIT $5",
+            tenant, collections, _json(where), _vector(vector), limit,
+        )  # fmt: skip
+    ranked = sorted(rows, key=lambda r: r["distance"])
+    return [(dict(r), 1.0 - float(r["distance"])) for r in ranked]
+
+
+async def words(
+    conn: asyncpg.Connection, *, tenant: str, collections: list[str],
+    where: dict | None, query: str, limit: int,
+) -> list[tuple[dict, float]]:  # fmt: skip
+    terms = lexical.query_terms(query)
+    if not terms:
+        return []
+    # The tsquery is a join so that it is parsed once.
+    rows = await conn.fetch(
+        f"{_SELECT}, ts_rank(c.tsv, q, 1) AS rank"
+        " FROM chunks c JOIN documents d ON d.id = c.document_id,"
+        " to_tsquery('english', $4) q"
+        " WHERE c.tenant = $1 AND c.collection_id = ANY($2::text[])"
+        " AND ($3::jsonb IS NULL OR d.metadata @> $3::jsonb)"
+        " AND c.tsv @@ q ORDER BY rank DESC LIMIT $5",
+        tenant, collections, _json(where), terms, limit,
+    )  # fmt: skip
+    return [(dict(r), float(r["rank"])) for r in rows]
+
+
+def fuse(
+    rankings: dict[str, list[tuple[dict, float]]], *, k: int = RRF_K
+) -> list[Hit]:
+    hits: dict[int, Hit] = {}
+    for name, ranking in rankings.items():
+        for rank, (row, score) in enumerate(ranking, start=1):
+            hit = hits.setdefault(row["id"], Hit(row=row, score=0.0))
+            hit.score += 1.0 / (k + rank)
+            setattr(hit, name, score)
+    return sorted(hits.values(), key=lambda h: h.score, reverse=True)
+
+
+async def search(
+    pool: asyncpg.Pool, *, tenant: str, collections: list[str], query: str,
+    vector: list[float] | None, mode: Mode, top_k: int, where: dict | None,
+    rrf_k: int = RRF_K,
+) -> list[Hit]:  # fmt: skip
+    depth = top_k if mode != "hybrid" else max(_MIN_DEPTH, _DEPTH * top_k)
+    rankings: dict[str, list[tuple[dict, float]]] = {}
+    async with pool.acquire() as conn:
+        await require_chunks_table(conn)
+        if mode in ("hybrid", "dense") and vector is not None:
+            rankings["dense"] = await dense(
+                conn, tenant=tenant, collections=collections, where=where,
+                vector=vector, limit=depth,
+            )  # fmt: skip
+        if mode in ("hybrid", "lexical"):
+            rankings["lexical"] = await words(
+                conn, tenant=tenant, collections=collections, where=where,
+                query=query, limit=depth,
+            )  # fmt: skip
+    if mode != "hybrid":
+        (ranking,) = rankings.values()
+        return [
+            Hit(row=row, score=score, **{mode: score}) for row, score in ranking
+        ][:top_k]
+    return fuse(rankings, k=rrf_k)[:top_k]
+
+
+def _json(value: dict | None) -> str | None:
+    return None if not value else json.dumps(value)

@@ -1,0 +1,1 @@
+"""The dashboard's static files, served at /ui by server.routes.ui."""

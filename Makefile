@@ -8,7 +8,7 @@ export HEARTH_CACHE_DIR ?= $(CURDIR)/.cache/hearth
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install up test conformance bench lint clean
+.PHONY: install up test conformance bench fuzz lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "Error: $(PY) not found; install Python 3.11" >&2; exit 1; }
@@ -36,3 +36,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .cache
+
+fuzz: $(STAMP)
+	HEARTH_FUZZ_EXAMPLES=$${HEARTH_FUZZ_EXAMPLES:-500} $(BIN)/pytest -q \
+		tests/test_auth_schemathesis.py

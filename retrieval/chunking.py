@@ -100,8 +100,13 @@ def _split_long(unit: _Unit, text: str, target: int) -> list[_Unit]:
             space = text.rfind(" ", at + step // 2, end)
             end = space if space > at else end
         pieces.append(
-            _Unit(start=at, end=end, tokens=round(unit.tokens * (end - at) / length),
-                  section=unit.section, page=unit.page)  # fmt: skip
+            _Unit(
+                start=at,
+                end=end,
+                tokens=round(unit.tokens * (end - at) / length),
+                section=unit.section,
+                page=unit.page,
+            )  # fmt: skip
         )
         at = end
         while at < unit.end and text[at].isspace():

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from auth.context import Caller
+from auth.context import LOCAL, current_account
 from openai_compat import sse
 from retrieval import answer, citations, prompting
 from server.dispatch import new_request_id
@@ -59,8 +59,11 @@ def _question(turns: list[dict[str, str]]) -> str:
     )
 
 
-async def complete(*, body, spec, caller: Caller, pool, dispatcher, catalog):
+async def complete(*, body, spec, pool, dispatcher, catalog):
     """Answer ``body`` (a ChatCompletionRequest naming collections)."""
+    # The route's policy has admitted the caller into this request's context.
+    account = current_account()
+    caller = account.caller if account else LOCAL
     options = _options(body.retrieval)
     collections = await answer.resolve(pool, caller=caller, refs=body.collections)
     turns = body.wire_messages()

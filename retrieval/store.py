@@ -83,9 +83,7 @@ async def get_collection(conn: Conn, *, tenant: str, ref: str) -> dict[str, Any]
         tenant, ref,
     )  # fmt: skip
     if row is None:
-        raise NotFound(
-            f"No collection {ref!r}; list yours with GET /v1/collections."
-        )
+        raise NotFound(f"No collection {ref!r}; list yours with GET /v1/collections.")
     return _row(row)
 
 

@@ -14,9 +14,7 @@ _common = [
     click.option("--broker-url", default=None, help="Redis, Valkey or AMQP URL."),
     click.option("--redis-url", default=None, help="Redis for results/streams."),
     click.option("--database-url", default=None, help="PostgreSQL URL."),
-    click.option(
-        "--models-file", type=click.Path(path_type=Path), default=None
-    ),
+    click.option("--models-file", type=click.Path(path_type=Path), default=None),
     click.option("--device", default=None, help="auto, cpu, cuda or cuda:N."),
 ]
 
@@ -73,9 +71,7 @@ def api(**values) -> None:
 
 @cli.command()
 @common_options
-@click.option(
-    "--models", required=True, help="Comma-separated model names to host."
-)
+@click.option("--models", required=True, help="Comma-separated model names to host.")
 @click.option("--concurrency", type=int, default=None)
 @click.option("--hostname", default=None, help="Celery node name.")
 def worker(models: str, concurrency: int | None, hostname: str | None, **values):

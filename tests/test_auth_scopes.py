@@ -55,6 +55,7 @@ ROUTES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/v1/collections/{ref}/documents/{document_id}"): (INGEST, READ),
     ("DELETE", "/v1/collections/{ref}/documents/{document_id}"): (INGEST,),
     ("POST", "/v1/collections/{ref}/search"): (INGEST, READ, INFERENCE),
+    ("POST", "/v1/collections/{ref}/answer"): (INGEST, READ, INFERENCE),
     ("POST", "/v1/batches"): (INFERENCE,),
     ("GET", "/v1/batches"): (INFERENCE, READ),
     ("GET", "/v1/batches/{batch_id}"): (INFERENCE, READ),
@@ -86,11 +87,16 @@ BODIES = {
     "/v1/embeddings": {"model": EMBED, "input": "hi"},
     "/admin/keys": {"scopes": ["read"]},
 }
-PARAMS = {"{model_id:path}": CHAT, "{key_id}": "0123456789abcdef",
-          "{name}": "no-such-queue", "{worker_id}": "no-such-worker",
-          "{asset}": "app.js"}
-PARAMS.update({"{job_id}": "job_none", "{file_id}": "file-none",
-               "{batch_id}": "batch_none"})
+PARAMS = {
+    "{model_id:path}": CHAT,
+    "{key_id}": "0123456789abcdef",
+    "{name}": "no-such-queue",
+    "{worker_id}": "no-such-worker",
+    "{asset}": "app.js",
+}
+PARAMS.update(
+    {"{job_id}": "job_none", "{file_id}": "file-none", "{batch_id}": "batch_none"}
+)
 
 
 def _policies(dependant) -> list[Policy]:

@@ -29,6 +29,7 @@ def clean_redis_queues(namespace: str) -> None:
     finally:
         client.close()
 
+
 # A request tenant A makes about an object of tenant B, and its answer.
 CROSS = [
     ("keys", "GET", "/admin/keys/{b_key}", 404),

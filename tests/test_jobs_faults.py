@@ -58,7 +58,7 @@ def _states(url: str, ids: list[str]) -> dict[str, str]:
     }
 
 
-def _wait_finished(url: str, ids: list[str], timeout: float = 240) -> dict[str, str]:
+def _wait_finished(url: str, ids: list[str], timeout: float = 480) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
         states = _states(url, ids)
@@ -106,11 +106,13 @@ def test_sigkill_a_worker_amid_running_and_queued_jobs(tmp_path, database_url):
         request = {
             "model": CHAT,
             "messages": [{"role": "user", "content": "Tell me about rivers."}],
-            "max_tokens": 8,
+            # Long enough that some jobs are still running and some still
+            # queued when the worker is killed.
+            "max_tokens": 48,
         }
         ids = _submit(cluster.url, request, 50)
-        deadline = time.monotonic() + 120
-        while "running" not in _states(cluster.url, ids[:10]).values():
+        deadline = time.monotonic() + 300
+        while "running" not in _states(cluster.url, ids).values():
             assert time.monotonic() < deadline, "nothing started"
             time.sleep(0.2)
 

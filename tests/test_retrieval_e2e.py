@@ -21,8 +21,9 @@ _NOTES = (
 
 @pytest.fixture
 def api(base_url: str, api_key: str):
-    with httpx.Client(base_url=base_url, timeout=60,
-                      headers={"Authorization": f"Bearer {api_key}"}) as client:
+    with httpx.Client(
+        base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}
+    ) as client:
         yield client  # fmt: skip
 
 
@@ -44,8 +45,11 @@ def _settled(api, collection: str, document_id: str) -> dict:
 
 
 def _upload(api, collection, name, data, metadata="{}") -> dict:
-    reply = api.post(f"/collections/{collection}/documents",
-                     files={"file": (name, data)}, data={"metadata": metadata})
+    reply = api.post(
+        f"/collections/{collection}/documents",
+        files={"file": (name, data)},
+        data={"metadata": metadata},
+    )
     assert reply.status_code == 202, reply.text  # fmt: skip
     return reply.json()["data"][0]
 

@@ -111,3 +111,43 @@ def test_long_input_is_truncated_not_refused(embedder):
 def test_non_string_input_is_refused(embedder):
     with pytest.raises(InvalidRequest, match=r"input\[1\] is a int"):
         embedder.embed(request_id="bad", texts=["ok", 5])
+
+
+def test_interactive_texts_go_before_queued_background_ones(embedder, monkeypatch):
+    # The first (background) encode is held until a full batch of background
+    # texts and then one interactive text are queued behind it: the next
+    # encode must take the interactive text, not the older background ones.
+    real_encode = embedder.model.encode
+    seen: list[list[str]] = []
+    release = threading.Event()
+
+    def encode(texts, **kwargs):
+        seen.append(list(texts))
+        if len(seen) == 1:
+            release.wait(30)
+        return real_encode(texts, **kwargs)
+
+    monkeypatch.setattr(embedder.model, "encode", encode)
+    bulk = [f"ingested passage {i}" for i in range(64)]
+    threads = [
+        threading.Thread(target=embedder.embed_background,
+                         kwargs={"request_id": "b1", "texts": ["first"]}),
+        threading.Thread(target=embedder.embed_background,
+                         kwargs={"request_id": "b2", "texts": bulk}),
+        threading.Thread(target=embedder.embed,
+                         kwargs={"request_id": "q", "texts": ["the query"]}),
+    ]  # fmt: skip
+    threads[0].start()
+    while not seen:
+        threading.Event().wait(0.005)
+    for thread, queued in zip(threads[1:], (64, 65), strict=True):
+        thread.start()
+        while embedder.pending() < queued:
+            threading.Event().wait(0.005)
+    release.set()
+    for thread in threads:
+        thread.join(60)
+
+    assert seen[0] == ["first"]
+    assert seen[1] == ["the query"]
+    assert sorted(seen[2]) == sorted(bulk)

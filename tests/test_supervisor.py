@@ -326,7 +326,8 @@ def test_hearth_up_refuses_a_public_host_without_the_flag(tmp_path: Path) -> Non
     import psutil
 
     leftovers = [
-        p for p in psutil.process_iter(["cmdline"])
+        p
+        for p in psutil.process_iter(["cmdline"])
         if str(tmp_path) in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []

@@ -75,7 +75,9 @@ def load_models(settings: Settings, specs: list[ModelSpec], *, worker_id: str):
 
     global _hosted
     client = redis.Redis.from_url(settings.stream_url)
-    state = HostedModels(namespace=settings.namespace, redis=client, worker_id=worker_id)
+    state = HostedModels(
+        namespace=settings.namespace, redis=client, worker_id=worker_id
+    )
     for spec in specs:
         started = time.perf_counter()
         state.backends[spec.name] = load_backend(spec, settings)
@@ -109,7 +111,9 @@ class Heartbeat:
         self._period = period_s
         self._queues = queues
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="heartbeat", daemon=True
+        )
         self._started = time.time()
 
     def start(self) -> None:

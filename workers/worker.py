@@ -26,7 +26,9 @@ log = structlog.get_logger(__name__)
 def run_worker(
     settings: Settings, *, model_names: list[str], hostname: str | None = None
 ) -> None:
-    configure_logging(level=settings.log_level, json=settings.log_json, process="worker")
+    configure_logging(
+        level=settings.log_level, json=settings.log_json, process="worker"
+    )
     catalog = ModelCatalog.load(
         models_file=settings.models_file, bundled=settings.bundled_models
     )
@@ -43,7 +45,9 @@ def run_worker(
     worker_id = hostname or default_worker_id(names)
     state = load_models(settings, specs, worker_id=worker_id)
 
-    queues = [q for name in names for q in protocol.model_queues(settings.namespace, name)]
+    queues = [
+        q for name in names for q in protocol.model_queues(settings.namespace, name)
+    ]
     # Maintenance first: its tasks are tiny, and the job sweep that recovers
     # a killed worker's jobs must not wait behind a draining batch queue.
     queues.insert(0, protocol.maintenance_queue(settings.namespace))

@@ -69,7 +69,6 @@ def parse(data: bytes, filename: str) -> ParsedDocument:
     return ParsedDocument(format="markdown", blocks=blocks, title=title)
 
 
-
 def _html_blocks(content: str) -> list[Block]:
     from retrieval.parsers import html
 

@@ -39,8 +39,10 @@ def _open(data: bytes, filename: str):
 def _ends_paragraph(line: str, longest: int) -> bool:
     """A line well short of the column width ends its paragraph: the last
     line of a paragraph, a heading, a table row."""
-    return len(line) < 0.7 * longest or line.endswith((".", ":", "!", "?")) and (
-        len(line) < 0.9 * longest
+    return (
+        len(line) < 0.7 * longest
+        or line.endswith((".", ":", "!", "?"))
+        and (len(line) < 0.9 * longest)
     )
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends
 
-from auth.context import Caller
 from auth.policy import Scoped
 from auth.scopes import INFERENCE
 from openai_compat.chat import ChatCompletionRequest, CompletionRequest
@@ -54,15 +51,13 @@ async def chat_completions(
     catalog: CatalogDep,
     dispatcher: DispatcherDep,
     pool: PoolDep,
-    caller: Annotated[Caller, Depends(Scoped(INFERENCE))],
 ):
     """Create a chat completion, whole or streamed as server-sent events;
     with ``collections``, grounded in them and cited."""
     spec = _chat_model(catalog, body.model)
     if body.collections:
         return await grounded_chat.complete(
-            body=body, spec=spec, caller=caller, pool=pool, dispatcher=dispatcher,
-            catalog=catalog,
+            body=body, spec=spec, pool=pool, dispatcher=dispatcher, catalog=catalog,
         )  # fmt: skip
     request_id = new_request_id("chatcmpl")
     payload = {
@@ -72,8 +67,13 @@ async def chat_completions(
         "params": body.params(),
     }
     return await _generate(
-        dispatcher=dispatcher, pool=pool, spec=spec, request_id=request_id,
-        body=body, payload=payload, chat=True,
+        dispatcher=dispatcher,
+        pool=pool,
+        spec=spec,
+        request_id=request_id,
+        body=body,
+        payload=payload,
+        chat=True,
     )
 
 
@@ -94,6 +94,11 @@ async def completions(
         "params": body.params(),
     }
     return await _generate(
-        dispatcher=dispatcher, pool=pool, spec=spec, request_id=request_id,
-        body=body, payload=payload, chat=False,
+        dispatcher=dispatcher,
+        pool=pool,
+        spec=spec,
+        request_id=request_id,
+        body=body,
+        payload=payload,
+        chat=False,
     )

@@ -36,8 +36,6 @@ log = structlog.get_logger(__name__)
 
 # How long the engine waits after a first text for others to join its batch.
 GATHER_S = 0.004
-# Texts padded together inside one engine batch (see _encode).
-PAD_GROUP = 16
 
 
 @register_backend("sentence-transformers")
@@ -220,12 +218,9 @@ class SentenceEmbedder:
         texts = [text for piece in batch for text in piece.texts]
         self.encode_calls += 1
         EMBED_BATCH_SIZE.labels(self.spec.name).observe(len(texts))
-        # encode() sorts texts by length and pads each sub-batch to its own
-        # longest: on ingestion's mixed chunk lengths one padded batch of 64
-        # wasted about a quarter of the CPU on padding (issue 5 profile).
         vectors = self.model.encode(
             texts,
-            batch_size=PAD_GROUP,
+            batch_size=len(texts),
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,

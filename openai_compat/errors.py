@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -75,6 +76,19 @@ async def _http_handler(request: Request, exc: StarletteHTTPException):
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _bad_text_handler(request: Request, exc: asyncpg.DataError):
+    # PostgreSQL refuses some text a JSON body or a query string can carry
+    # (NUL characters, invalid UTF-8); that is the client's input, not ours.
+    body = error_body(
+        "A value in the request cannot be stored or searched: "
+        f"{exc.args[0] if exc.args else exc}. Remove NUL characters and "
+        "invalid text, then retry.",
+        type_="invalid_request_error",
+        code="invalid_request_error",
+    )
+    return JSONResponse(body, status_code=400)
+
+
 async def _unexpected_handler(request: Request, exc: Exception):
     log.exception("unhandled error")
     body = error_body(
@@ -89,4 +103,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HearthError, _hearth_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(asyncpg.DataError, _bad_text_handler)
     app.add_exception_handler(Exception, _unexpected_handler)

@@ -79,3 +79,17 @@ def test_remote_backend_passes_errors_through(client):
             messages=[{"role": "user", "content": "word " * 20000}],
         )
     assert exc_info.value.code == "context_length_exceeded"
+
+
+@pytest.mark.parametrize(
+    "method,path,kwargs",
+    [
+        ("GET", "/batches", {"params": {"after": "a\x00b"}}),
+        ("POST", "/collections", {"json": {"name": "bad\x00name"}}),
+    ],
+)
+def test_nul_characters_are_400_not_500(base_url, method, path, kwargs):
+    # Found by the long schemathesis run: PostgreSQL refuses NUL in text.
+    reply = httpx.request(method, f"{base_url}{path}", timeout=30, **kwargs)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["code"] == "invalid_request_error"

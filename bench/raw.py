@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from server.settings import Settings
@@ -30,31 +29,36 @@ class RawChat:
 
     def stream(self, prompt: str, max_tokens: int) -> tuple[float, float, int]:
         """(time to first token, total seconds, tokens generated)."""
-        from transformers import TextIteratorStreamer
+        from transformers.generation.streamers import BaseStreamer
+
+        class FirstToken(BaseStreamer):
+            # generate() hands the prompt to put() first, then each token;
+            # TextIteratorStreamer would wait for whole words instead.
+            def __init__(self) -> None:
+                self.calls = 0
+                self.at: float | None = None
+
+            def put(self, value) -> None:
+                self.calls += 1
+                if self.calls == 2:
+                    self.at = time.perf_counter()
+
+            def end(self) -> None:
+                pass
 
         messages = [{"role": "user", "content": prompt}]
         started = time.perf_counter()
         inputs = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True)
-        output = {}
-
-        def run() -> None:
-            output["ids"] = self.model.generate(
-                **inputs, max_new_tokens=max_tokens, do_sample=False, streamer=streamer
-            )
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        first = None
-        for text in streamer:
-            if first is None and text:
-                first = time.perf_counter() - started
-        thread.join()
+        streamer = FirstToken()
+        ids = self.model.generate(
+            **inputs, max_new_tokens=max_tokens, do_sample=False, streamer=streamer
+        )
         total = time.perf_counter() - started
-        tokens = output["ids"].shape[1] - inputs["input_ids"].shape[1]
-        return first or total, total, tokens
+        tokens = ids.shape[1] - inputs["input_ids"].shape[1]
+        first = (streamer.at or started + total) - started
+        return first, total, tokens
 
     def close(self) -> None:
         del self.model

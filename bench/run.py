@@ -15,7 +15,9 @@ import concurrent.futures
 import json
 import os
 import platform
+import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -223,6 +225,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    # A SIGTERM (a timeout, say) must still stop the stack we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     processes = None
     base = args.base_url
     if base is None:

@@ -30,10 +30,11 @@ def start_broker(
     *,
     data_dir: Path,
     should_stop: Callable[[], bool] = lambda: False,
+    avoid: frozenset[int] = frozenset(),
 ) -> str:
     """Start Valkey on ``data_dir`` and return its URL once it answers PING."""
     embedded_valkey.clear_stale_valkey(data_dir)
-    port = remembered_port(data_dir, "valkey")
+    port = remembered_port(data_dir, "valkey", avoid=avoid)
     url = embedded_valkey.valkey_url(port)
     child = registry.start(
         embedded_valkey.valkey_spec(data_dir=data_dir, port=port), group=BROKER_GROUP
@@ -53,6 +54,7 @@ def start_database(
     *,
     data_dir: Path,
     should_stop: Callable[[], bool] = lambda: False,
+    avoid: frozenset[int] = frozenset(),
 ) -> str:
     """Start PostgreSQL on ``data_dir`` (creating the cluster and the
     ``hearth`` database the first time) and return its URL."""
@@ -60,7 +62,7 @@ def start_database(
     user = embedded_postgres.system_user()
     embedded_postgres.clear_stale_postgres(pgdata)
     embedded_postgres.prepare_cluster(pgdata, user=user)
-    port = remembered_port(data_dir, "postgres")
+    port = remembered_port(data_dir, "postgres", avoid=avoid)
     child = registry.start(
         embedded_postgres.postgres_spec(data_dir=data_dir, port=port, user=user),
         group=DATABASE_GROUP,

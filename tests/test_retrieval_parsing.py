@@ -15,7 +15,10 @@ from retrieval.sandbox import parse_file
 from server.errors import UnparseableDocument
 
 DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "docs"
-needs_docs = pytest.mark.skipif(not DOCS.exists(), reason="../shared/data absent")
+needs_docs = pytest.mark.skipif(
+    not DOCS.exists(),
+    reason="the evaluation documents in ../shared/data are not beside this checkout",
+)
 
 
 def _blank_pdf(pages: int) -> bytes:

@@ -10,6 +10,7 @@ from auth.authenticate import client_ip
 from auth.context import Caller
 from auth.policy import Scoped
 from auth.scopes import INFERENCE, READ
+from openai_compat.lists import page
 from server.deps import CatalogDep, PoolDep, SettingsDep
 from server.jobs import batches
 
@@ -44,13 +45,7 @@ async def list_batches(
     data, more = await batches.list_batches(
         pool, tenant=caller.tenant, limit=limit, after=after
     )
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": more,
-    }
+    return page(data, has_more=more)
 
 
 @router.get("/batches/{batch_id}")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from auth.context import Caller
 from auth.policy import Scoped
 from auth.scopes import INFERENCE, INGEST, READ
+from openai_compat.lists import page
 from retrieval import answer, answer_stream, public, search, service, store, uploads
 from retrieval.chunking import OVERLAP_TOKENS, TARGET_TOKENS
 from server.deps import CatalogDep, DispatcherDep, PoolDep, SettingsDep
@@ -58,16 +59,6 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _listing(data: list[dict], more: bool) -> dict:
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": more,
-    }
-
-
 @router.post("/collections", status_code=201)
 async def create_collection(
     body: CollectionCreate, request: Request, caller: Writer, pool: PoolDep,
@@ -103,7 +94,7 @@ async def list_collections(
     rows, more = await store.list_collections(
         pool, tenant=caller.tenant, limit=limit, after=after
     )
-    return _listing([public.collection(r) for r in rows], more)
+    return page([public.collection(r) for r in rows], has_more=more)
 
 
 @router.get("/collections/{ref}")
@@ -201,7 +192,7 @@ async def list_documents(
         pool, tenant=caller.tenant, collection_id=collection["id"], limit=limit,
         after=after, state=state,
     )  # fmt: skip
-    return _listing([public.document(r) for r in rows], more)
+    return page([public.document(r) for r in rows], has_more=more)
 
 
 @router.get("/collections/{ref}/documents/{document_id}")

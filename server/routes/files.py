@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from auth.context import Caller
 from auth.policy import Scoped
 from auth.scopes import INFERENCE, READ
+from openai_compat.lists import page
 from server.deps import PoolDep, SettingsDep
 from server.jobs import files, public
 
@@ -46,13 +47,7 @@ async def list_files(
         pool, tenant=caller.tenant, purpose=purpose, limit=limit, after=after
     )
     data = [public.file(row) for row in rows]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": more,
-    }
+    return page(data, has_more=more)
 
 
 @router.get("/files/{file_id}")

@@ -15,6 +15,7 @@ from auth.authenticate import client_ip
 from auth.context import Caller
 from auth.policy import Scoped
 from auth.scopes import INFERENCE, READ
+from openai_compat.lists import page
 from server.deps import CatalogDep, DispatcherDep, PoolDep, SettingsDep
 from server.errors import InvalidRequest, NotFound
 from server.jobs import public, service, states, store
@@ -95,13 +96,7 @@ async def list_jobs(
         ),
     )  # fmt: skip
     data = [public.job(row, full=False) for row in rows]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": more,
-    }
+    return page(data, has_more=more)
 
 
 @router.get("/jobs/{job_id}")

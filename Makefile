@@ -10,7 +10,7 @@ export HEARTH_CACHE_DIR ?= $(CURDIR)/.cache/hearth
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install up test conformance bench fuzz lint clean
+.PHONY: install up test conformance bench bench-retrieval fuzz lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "Error: $(PY) not found; install Python 3.11" >&2; exit 1; }
@@ -26,13 +26,17 @@ up: $(STAMP)
 	$(BIN)/hearth up
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 conformance: $(STAMP)
 	$(BIN)/pytest -q conformance --base-url $(URL)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# SciFact through the real ingestion path; ARGS="--limit-docs 300" for a quick check.
+bench-retrieval: $(STAMP)
+	$(BIN)/python -m bench.retrieval $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import types
 
 import httpx
 import numpy as np
@@ -299,3 +300,202 @@ def test_empty_embedding_input_is_400(client, embedding_model, bad):
 def test_chat_model_on_embeddings_is_400(client, chat_model):
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model=chat_model, input="x")
+
+
+# Vector stores and the Responses API (file_search), on tiny documents.
+
+KETTLES = (
+    b"# Kettles\n\n## Descaling\n\nThe blue kettle is descaled with citric acid "
+    b"every March.\n"
+)
+BIKES = b"Bicycle tyres are pumped to four bar before the Sunday ride."
+QUESTION = "How is the blue kettle descaled?"
+
+
+@pytest.fixture(scope="module")
+def vector_store(client):
+    kettles = client.files.create(file=("kettles.md", KETTLES), purpose="assistants")
+    bikes = client.files.create(file=("bikes.txt", BIKES), purpose="assistants")
+    store = client.vector_stores.create(name="household", metadata={"owner": "sdk"})
+    attached = [
+        client.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=upload.id, attributes={"room": room}
+        )
+        for upload, room in ((kettles, "kitchen"), (bikes, "garage"))
+    ]
+    yield types.SimpleNamespace(
+        id=store.id, kettles=kettles.id, bikes=bikes.id, attached=attached
+    )
+    client.vector_stores.delete(store.id)
+    for upload in (kettles, bikes):
+        client.files.delete(upload.id)
+
+
+def _file_search(store_id: str) -> list[dict]:
+    return [{"type": "file_search", "vector_store_ids": [store_id]}]
+
+
+def test_vector_store_files_are_indexed_and_counted(client, vector_store):
+    for attached in vector_store.attached:
+        assert attached.status == "completed" and attached.last_error is None
+        assert attached.vector_store_id == vector_store.id
+    assert vector_store.attached[0].attributes == {"room": "kitchen"}
+
+    store = client.vector_stores.retrieve(vector_store.id)
+    assert (store.object, store.name, store.status) == (
+        "vector_store", "household", "completed"
+    )  # fmt: skip
+    counts = store.file_counts
+    assert (counts.completed, counts.total, counts.in_progress) == (2, 2, 0)
+    assert store.usage_bytes == len(KETTLES) + len(BIKES)
+    assert store.metadata == {"owner": "sdk"}
+
+    listed = client.vector_stores.files.list(
+        vector_store_id=vector_store.id, filter="completed"
+    )
+    assert {f.id for f in listed} == {vector_store.kettles, vector_store.bikes}
+    assert vector_store.id in {s.id for s in client.vector_stores.list(limit=100)}
+    renamed = client.vector_stores.update(vector_store.id, name="home")
+    assert renamed.name == "home" and renamed.file_counts.total == 2
+
+
+def test_vector_store_search_finds_the_file(client, vector_store):
+    results = client.vector_stores.search(
+        vector_store_id=vector_store.id, query=QUESTION, max_num_results=2
+    )
+    top = results.data[0]
+    assert (top.file_id, top.filename) == (vector_store.kettles, "kettles.md")
+    assert top.content[0].type == "text" and "citric acid" in top.content[0].text
+    assert top.attributes == {"room": "kitchen"} and 0 < top.score <= 1
+
+    garage = client.vector_stores.search(
+        vector_store_id=vector_store.id, query="kettle",
+        filters={"type": "eq", "key": "room", "value": "garage"},
+    )  # fmt: skip
+    assert [r.file_id for r in garage] == [vector_store.bikes]
+
+
+def test_responses_file_search_cites_the_file(client, chat_model, vector_store):
+    response = client.responses.create(
+        model=chat_model, input=QUESTION, tools=_file_search(vector_store.id),
+        include=["file_search_call.results"], max_output_tokens=16, temperature=0,
+    )  # fmt: skip
+    call, message = response.output
+    assert (call.type, call.status, call.queries) == (
+        "file_search_call", "completed", [QUESTION]
+    )  # fmt: skip
+    assert call.results[0].file_id == vector_store.kettles
+    assert "citric acid" in call.results[0].text
+
+    assert (message.type, message.role) == ("message", "assistant")
+    text = message.content[0]
+    assert text.type == "output_text" and text.text == response.output_text
+    assert text.annotations, "an answer from sources cites them"
+    for annotation in text.annotations:
+        assert annotation.type == "file_citation"
+        assert (annotation.file_id, annotation.filename) == (
+            vector_store.kettles, "kettles.md"
+        )  # fmt: skip
+        assert 0 <= annotation.index <= len(text.text)
+    assert response.status in {"completed", "incomplete"}
+    assert 0 < response.usage.output_tokens <= 16
+
+
+def test_responses_file_search_streamed(client, chat_model, vector_store):
+    request = {
+        "model": chat_model, "input": QUESTION, "max_output_tokens": 16,
+        "temperature": 0, "tools": _file_search(vector_store.id),
+    }  # fmt: skip
+    with client.responses.stream(**request) as stream:
+        events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[:7] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.file_search_call.completed",
+        "response.output_item.done",
+    ]
+    assert kinds[-4:-1] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    assert kinds[-1] in {"response.completed", "response.incomplete"}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+    final = events[-1].response
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    whole = client.responses.create(**request)
+    assert deltas == final.output_text == whole.output_text
+    marks = [e.annotation for e in events if e.type.endswith("annotation.added")]
+    assert marks and {mark["file_id"] for mark in marks} == {vector_store.kettles}
+    cited = final.output[1].content[0].annotations
+    assert cited == whole.output[1].content[0].annotations
+
+
+def test_responses_without_tools(client, chat_model):
+    reply = client.responses.create(
+        model=chat_model, input="Say hello.", max_output_tokens=8, temperature=0
+    )
+    assert [item.type for item in reply.output] == ["message"]
+    assert reply.output_text.strip() and reply.usage.output_tokens <= 8
+    if reply.status == "incomplete":
+        assert reply.incomplete_details.reason == "max_output_tokens"
+
+    stream = client.responses.create(
+        model=chat_model, instructions="Answer in one short sentence.",
+        input=[{"role": "user", "content": "Say hello."}], max_output_tokens=8,
+        temperature=0, stream=True,
+    )  # fmt: skip
+    events = list(stream)
+    assert events[0].type == "response.created"
+    assert events[-1].type in {"response.completed", "response.incomplete"}
+    assert events[-1].response.output_text.strip()
+
+
+def test_responses_unsupported_tool_is_400(client, chat_model):
+    with pytest.raises(openai.BadRequestError) as exc_info:
+        client.responses.create(
+            model=chat_model, input="hi",
+            tools=[{"type": "function", "name": "f", "parameters": {}}],
+        )  # fmt: skip
+    assert exc_info.value.code == "unsupported_tool"
+    assert exc_info.value.param == "tools[0].type"
+
+
+def test_vector_store_file_batch_failure_and_delete(client):
+    store = client.vector_stores.create(name="scratch")
+    batch = client.vector_stores.file_batches.upload_and_poll(
+        vector_store_id=store.id,
+        files=[("notes.txt", b"Ferns are watered on Fridays."),
+               ("broken.pdf", b"%PDF-1.7\nnot really a pdf")],
+    )  # fmt: skip
+    assert (batch.object, batch.status) == ("vector_store.files_batch", "completed")
+    counts = batch.file_counts
+    assert (counts.completed, counts.failed, counts.total) == (1, 1, 2)
+    store_counts = client.vector_stores.retrieve(store.id).file_counts
+    assert store_counts.model_dump() == counts.model_dump()
+    listed = client.vector_stores.file_batches.list_files(
+        batch.id, vector_store_id=store.id
+    )
+    by_status = {f.status: f for f in listed}
+    notes, broken = by_status["completed"], by_status["failed"]
+    assert broken.last_error.code == "invalid_file"
+
+    files = client.vector_stores.files
+    deleted = files.delete(file_id=notes.id, vector_store_id=store.id)
+    assert (deleted.id, deleted.deleted) == (notes.id, True)
+    assert client.vector_stores.retrieve(store.id).file_counts.total == 1
+    found = client.vector_stores.search(vector_store_id=store.id, query="ferns")
+    assert found.data == []
+    # Detaching a file, or deleting the store, leaves the upload in /v1/files.
+    assert client.files.retrieve(notes.id).filename == "notes.txt"
+    assert client.vector_stores.delete(store.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.retrieve(store.id)
+    assert client.files.retrieve(broken.id).filename == "broken.pdf"
+    for upload in (notes, broken):
+        client.files.delete(upload.id)

@@ -5,5 +5,6 @@
 and page, ``store`` owns the collections, documents and chunks tables,
 ``pipeline`` is the ingestion job a worker runs, ``search`` fuses full-text
 and vector rankings, and ``answers`` turns retrieved chunks into a cited
-answer.
+answer. ``vector_stores`` puts OpenAI's vector stores on collections
+(``vector_store_sql`` their tables, ``attribute_filters`` their filters).
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -62,6 +62,8 @@ class Grounding:
 
     system: str
     citations: list[dict[str, Any]]
+    # The hits behind the citations, in their order (citation n is hits[n-1]).
+    hits: list[search.Hit] = field(default_factory=list)
 
     @property
     def abstains(self) -> bool:
@@ -108,9 +110,10 @@ def _relevant(hits: list[search.Hit], options: RetrievalOptions) -> list[search.
 async def ground(
     *, pool, dispatcher: Dispatcher, catalog: ModelCatalog, caller: Caller,
     collections: list[dict], question: str, options: RetrievalOptions,
-    spec: ModelSpec, max_tokens: int,
+    spec: ModelSpec, max_tokens: int, documents: list[str] | None = None,
 ) -> Grounding:  # fmt: skip
-    """Retrieve for ``question`` and build the system message."""
+    """Retrieve for ``question`` (from ``documents`` only, when given) and
+    build the system message."""
     await store.require_chunks_table(pool)
     vector = None
     if options.mode != "lexical":
@@ -120,7 +123,7 @@ async def ground(
     hits = await search.search(
         pool, tenant=caller.tenant, collections=[c["id"] for c in collections],
         query=question, vector=vector, mode=options.mode, top_k=options.top_k,
-        where=options.filters,
+        where=options.filters, documents=documents,
     )  # fmt: skip
     kept = _relevant(hits, options)
     if max_tokens >= spec.context_length:
@@ -141,7 +144,7 @@ async def ground(
         "answer grounded", collections=[c["id"] for c in collections],
         hits=len(hits), relevant=len(kept), sources=len(cited),
     )  # fmt: skip
-    return Grounding(system=prompt.system, citations=cited)
+    return Grounding(system=prompt.system, citations=cited, hits=prompt.hits)
 
 
 def params(*, max_tokens: int, temperature: float) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from retrieval import chunking, lexical, sandbox, store
 from server.errors import HearthError, InvalidRequest
 from server.jobs import files
 from server.jobs import store as job_store
+from server.metrics import CHUNKS_INDEXED, DOCUMENTS_INDEXED
 from server.settings import get_settings
 from workers.hosting import hosted
 from workers.jobdb import worker_database
@@ -58,15 +59,19 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     if doc is None or doc["content_sha256"] != sha256:
         # Deleted, or replaced by a newer upload whose own job indexes it.
         log.info("document superseded", document_id=document_id)
+        DOCUMENTS_INDEXED.labels("superseded").inc()
         return {"document_id": document_id, "state": "superseded", "chunks": 0}
 
     try:
         return _index(job, doc, sha256)
-    except HearthError as exc:
-        worker_database().run(
-            store.fail_document, document_id=document_id, sha256=sha256,
-            error={"code": exc.code, "message": exc.message},
-        )  # fmt: skip
+    except Exception as exc:
+        # Counted per attempt: a retried document counts again.
+        DOCUMENTS_INDEXED.labels("failed").inc()
+        if isinstance(exc, HearthError):
+            worker_database().run(
+                store.fail_document, document_id=document_id, sha256=sha256,
+                error={"code": exc.code, "message": exc.message},
+            )  # fmt: skip
         raise
 
 
@@ -99,6 +104,9 @@ def _index(job: dict[str, Any], doc: dict[str, Any], sha256: str) -> dict[str, A
         text=parsed.text, format=parsed.format, pages=parsed.pages, title=title,
         rows=rows,
     )  # fmt: skip
+    DOCUMENTS_INDEXED.labels("indexed" if written else "superseded").inc()
+    if written:
+        CHUNKS_INDEXED.labels(doc["embedding_model"]).inc(len(rows))
     log.info(
         "document indexed" if written else "document superseded",
         document_id=doc["id"], chunks=len(rows), format=parsed.format,

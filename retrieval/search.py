@@ -40,6 +40,7 @@ _WHERE = (
     " FROM chunks c JOIN documents d ON d.id = c.document_id"
     " WHERE c.tenant = $1 AND c.collection_id = ANY($2::text[])"
     " AND ($3::jsonb IS NULL OR d.metadata @> $3::jsonb)"
+    " AND ($6::text[] IS NULL OR c.document_id = ANY($6::text[]))"
 )
 
 
@@ -73,6 +74,7 @@ def _vector(values: list[float]) -> str:
 async def dense(
     conn: asyncpg.Connection, *, tenant: str, collections: list[str],
     where: dict | None, vector: list[float], limit: int,
+    documents: list[str] | None = None,
 ) -> list[tuple[dict, float]]:  # fmt: skip
     async with conn.transaction():
         # Filtered HNSW scans keep going until enough rows pass the filter.
@@ -81,7 +83,7 @@ async def dense(
         rows = await conn.fetch(
             f"{_SELECT}, c.embedding <=> $4::vector AS distance {_WHERE}"
             " ORDER BY distance LIMIT $5",
-            tenant, collections, _json(where), _vector(vector), limit,
+            tenant, collections, _json(where), _vector(vector), limit, documents,
         )  # fmt: skip
     ranked = sorted(rows, key=lambda r: r["distance"])
     return [(dict(r), 1.0 - float(r["distance"])) for r in ranked]
@@ -89,7 +91,7 @@ async def dense(
 
 async def words(
     conn: asyncpg.Connection, *, tenant: str, collections: list[str],
-    where: dict | None, query: str, limit: int,
+    where: dict | None, query: str, limit: int, documents: list[str] | None = None,
 ) -> list[tuple[dict, float]]:  # fmt: skip
     terms = lexical.query_terms(query)
     if not terms:
@@ -101,8 +103,9 @@ async def words(
         " to_tsquery('english', $4) q"
         " WHERE c.tenant = $1 AND c.collection_id = ANY($2::text[])"
         " AND ($3::jsonb IS NULL OR d.metadata @> $3::jsonb)"
+        " AND ($6::text[] IS NULL OR c.document_id = ANY($6::text[]))"
         " AND c.tsv @@ q ORDER BY rank DESC LIMIT $5",
-        tenant, collections, _json(where), terms, limit,
+        tenant, collections, _json(where), terms, limit, documents,
     )  # fmt: skip
     return [(dict(r), float(r["rank"])) for r in rows]
 
@@ -120,8 +123,10 @@ def fuse(rankings: dict[str, list[tuple[dict, float]]], *, k: int = RRF_K) -> li
 async def search(
     pool: asyncpg.Pool, *, tenant: str, collections: list[str], query: str,
     vector: list[float] | None, mode: Mode, top_k: int, where: dict | None,
-    rrf_k: int = RRF_K,
+    rrf_k: int = RRF_K, documents: list[str] | None = None,
 ) -> list[Hit]:  # fmt: skip
+    """The best ``top_k`` chunks; ``documents``, when given, are the only
+    documents searched (attribute filters are resolved to them)."""
     depth = top_k if mode != "hybrid" else max(_MIN_DEPTH, _DEPTH * top_k)
     rankings: dict[str, list[tuple[dict, float]]] = {}
     async with pool.acquire() as conn:
@@ -129,12 +134,12 @@ async def search(
         if mode in ("hybrid", "dense") and vector is not None:
             rankings["dense"] = await dense(
                 conn, tenant=tenant, collections=collections, where=where,
-                vector=vector, limit=depth,
+                vector=vector, limit=depth, documents=documents,
             )  # fmt: skip
         if mode in ("hybrid", "lexical"):
             rankings["lexical"] = await words(
                 conn, tenant=tenant, collections=collections, where=where,
-                query=query, limit=depth,
+                query=query, limit=depth, documents=documents,
             )  # fmt: skip
     if mode != "hybrid":
         (ranking,) = rankings.values()

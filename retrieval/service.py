@@ -49,7 +49,10 @@ async def record(
     )  # fmt: skip
 
 
-def _job(caller: Caller, settings: Settings, collection, document) -> job_store.NewJob:
+def ingestion_job(
+    caller: Caller, settings: Settings, collection, document
+) -> job_store.NewJob:
+    """The job that indexes ``document``, on its embedding model's batch queue."""
     model = collection["embedding_model"]
     return job_store.NewJob(
         tenant=caller.tenant,
@@ -100,7 +103,7 @@ async def ingest(
                 if outcome.stale_file_id:
                     unused.append(outcome.stale_file_id)
                 job, _ = await job_store.insert_job(
-                    conn, _job(caller, settings, collection, doc)
+                    conn, ingestion_job(caller, settings, collection, doc)
                 )
                 await store.set_job(conn, document_id=doc["id"], job_id=job["id"])
                 doc["job_id"] = job["id"]

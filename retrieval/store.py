@@ -183,7 +183,7 @@ async def place_document(
 
     old = await conn.fetchrow(
         "SELECT id, file_id FROM documents WHERE collection_id = $1 AND tenant = $2"
-        " AND filename = $3 FOR UPDATE",
+        " AND filename = $3 AND source_file_id IS NULL FOR UPDATE",
         collection_id, tenant, incoming.filename,
     )  # fmt: skip
     if old is None:
@@ -265,7 +265,10 @@ async def delete_document(
 
 async def document_for_job(conn: Conn, *, document_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        "SELECT d.*, c.embedding_model, c.chunk_tokens, c.chunk_overlap"
+        # A vector store file may chunk differently from its store.
+        "SELECT d.*, c.embedding_model,"
+        " coalesce(d.file_chunk_tokens, c.chunk_tokens) AS chunk_tokens,"
+        " coalesce(d.file_chunk_overlap, c.chunk_overlap) AS chunk_overlap"
         " FROM documents d JOIN collections c ON c.id = d.collection_id"
         " WHERE d.id = $1",
         document_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -15,6 +17,7 @@ from server import db
 from server.dispatch import Dispatcher
 from server.http_metrics import HttpMetrics
 from server.middleware import RequestContext
+from server.model_registry import start_following, stop_following
 from server.routes import (
     admin,
     batches,
@@ -27,7 +30,9 @@ from server.routes import (
     jobs,
     metrics,
     models,
+    responses,
     ui,
+    vector_stores,
 )
 from server.settings import Settings, get_settings
 from server.tracing import instrument_app
@@ -37,6 +42,9 @@ from workers.specs import ModelCatalog
 
 log = structlog.get_logger(__name__)
 
+# How long each step of the API's shutdown may take before it is cut off.
+SHUTDOWN_STEP_S = 10.0
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
@@ -45,15 +53,30 @@ async def lifespan(app: FastAPI):
     app.state.dispatcher = Dispatcher(settings=settings)
     app.state.pool = await db.create_pool(settings.database_url)
     await start_auth(app)
+    following = start_following(app.state, settings, app.state.dispatcher.redis)
     log.info("api started", models=[spec.name for spec in app.state.catalog])
     try:
         yield
     finally:
-        await flush_usage()
-        await stop_auth(app)
-        await app.state.pool.close()
-        await app.state.dispatcher.close()
+        await _bounded("models follower", stop_following(app.state, following))
+        await _bounded("usage records", flush_usage())
+        await _bounded("rate limiter", stop_auth(app))
+        # A connection still held (a request cut off mid-way) would make a
+        # graceful close wait forever; past the bound, close it hard.
+        if not await _bounded("database pool", app.state.pool.close()):
+            app.state.pool.terminate()
+        await _bounded("event streams", app.state.dispatcher.close())
         log.info("api stopped")
+
+
+async def _bounded(step: str, work: Awaitable[object]) -> bool:
+    """Run one shutdown step for at most SHUTDOWN_STEP_S; False if cut off."""
+    try:
+        await asyncio.wait_for(work, SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning("shutdown step cut off", step=step, after_s=SHUTDOWN_STEP_S)
+        return False
+    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,4 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for job_module in (jobs, files, batches):
         app.include_router(job_module.router)
     app.include_router(collections.router)
+    app.include_router(vector_stores.router)
+    app.include_router(responses.router)
     return app

@@ -54,34 +54,55 @@ class Autoscaler:
         self._registry = registry
         self._env = env
         self._clock = clock
-        self._threads = worker_threads(settings, catalog)
-        self._specs = [
-            spec for spec in catalog
-            if spec.max_workers is not None and spec.max_workers > spec.workers
-        ]  # fmt: skip
-        self._added: dict[str, list[_Added]] = {s.name: [] for s in self._specs}
-        self._serial: dict[str, int] = {s.name: 0 for s in self._specs}
+        self._added: dict[str, list[_Added]] = {}
+        self._serial: dict[str, int] = {}
+        # Model -> the reload generation its base workers were started for
+        # (0: at start), which names the workers added for it.
+        self._generations: dict[str, int] = {}
         self._draining: list[Child] = []
         self._next_at = 0.0
         self._broker: redis.Redis | None = None
         self._streams: redis.Redis | None = None
+        self._follow(catalog)
 
-        broker_url = env.get("HEARTH_BROKER_URL", "")
+    def _follow(self, catalog: ModelCatalog) -> None:
+        self._threads = worker_threads(self._settings, catalog)
+        self._specs = [
+            spec for spec in catalog
+            if spec.max_workers is not None and spec.max_workers > spec.workers
+        ]  # fmt: skip
+        for spec in self._specs:
+            self._added.setdefault(spec.name, [])
+            self._serial.setdefault(spec.name, 0)
+
+        broker_url = self._env.get("HEARTH_BROKER_URL", "")
         if self._specs and not broker_url.startswith(("redis", "valkey")):
             log.warning(
                 "autoscaling off: it reads queue lengths from a Redis broker",
                 models=[s.name for s in self._specs],
             )
             self._specs = []
-        if self._specs:
+        if self._specs and self._broker is None:
             self._broker = redis.Redis.from_url(broker_url)
             self._streams = redis.Redis.from_url(
-                env.get("HEARTH_REDIS_URL") or broker_url
+                self._env.get("HEARTH_REDIS_URL") or broker_url
             )
+        if self._specs:
             log.info(
                 "autoscaling on",
                 models={s.name: [s.workers, s.max_workers] for s in self._specs},
             )
+
+    def update(self, catalog: ModelCatalog, *, replaced: dict[str, int]) -> None:
+        """Follow a reloaded catalog. ``replaced`` maps each model whose
+        workers the caller has taken away (removed, or restarted with a new
+        spec) to the new reload generation; the workers added for those
+        models are no longer this scaler's to stop."""
+        for name, generation in replaced.items():
+            self._added.pop(name, None)
+            self._serial.pop(name, None)
+            self._generations[name] = generation
+        self._follow(catalog)
 
     def tick(self) -> None:
         """Called from the supervisor's loop (the main thread: it spawns)."""
@@ -136,12 +157,17 @@ class Autoscaler:
     def _start(self, spec: ModelSpec, *, reason: str, depth: int, waited: float):
         self._serial[spec.name] += 1
         index = spec.workers + self._serial[spec.name]
+        generation = self._generations.get(spec.name, 0)
         child = self._registry.start(
-            worker_spec(self._settings, spec, index, self._env, self._threads),
+            worker_spec(
+                self._settings, spec, index, self._env, self._threads,
+                generation=generation,
+            ),
             group=WORKER_GROUP,
-        )
+        )  # fmt: skip
         added = self._added[spec.name]
-        added.append(_Added(child=child, worker_id=worker_hostname(spec, index)))
+        worker_id = worker_hostname(spec, index, generation)
+        added.append(_Added(child=child, worker_id=worker_id))
         log.info(
             "scaling up",
             model=spec.name,

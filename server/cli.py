@@ -105,20 +105,6 @@ def migrate(**values) -> None:
     click.echo(f"applied {len(applied)} migration(s)")
 
 
-@cli.command()
-@common_options
-def models(**values) -> None:
-    """List the configured models."""
-    from workers.specs import ModelCatalog
-
-    settings = _configure(**values)
-    catalog = ModelCatalog.load(
-        models_file=settings.models_file, bundled=settings.bundled_models
-    )
-    for spec in catalog:
-        click.echo(f"{spec.name}\t{spec.kind}\t{spec.backend}\t{spec.workers}")
-
-
 def _add_security_commands() -> None:
     from auth.cli import audit, keys, limits
 
@@ -140,13 +126,24 @@ _add_job_commands()
 
 
 def _add_operations_commands() -> None:
+    from server.models_cli import models
     from server.status_cli import status, top
 
-    for command in (status, top):
+    for command in (status, top, models):
         cli.add_command(command)
 
 
 _add_operations_commands()
+
+
+def _add_retrieval_commands() -> None:
+    from retrieval.cli import ask, ingest, search
+
+    for command in (ingest, ask, search):
+        cli.add_command(command)
+
+
+_add_retrieval_commands()
 
 
 def main() -> None:

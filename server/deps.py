@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from server.dispatch import Dispatcher
+from server.model_registry import CatalogReloader
 from server.settings import Settings
 from workers.specs import ModelCatalog
 
@@ -23,6 +24,10 @@ def _dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
+def _model_reloader(request: Request) -> CatalogReloader:
+    return request.app.state.model_reloader
+
+
 def _pool(request: Request) -> Any:
     return request.app.state.pool
 
@@ -34,5 +39,6 @@ def _request_id(request: Request) -> str:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CatalogDep = Annotated[ModelCatalog, Depends(_catalog)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+ModelReloaderDep = Annotated[CatalogReloader, Depends(_model_reloader)]
 PoolDep = Annotated[Any, Depends(_pool)]
 RequestIdDep = Annotated[str, Depends(_request_id)]

@@ -2,7 +2,9 @@
 
     HearthError                      500 internal_error
     ├── InvalidRequest               400 invalid_request_error
-    │   └── ContextLengthExceeded    400 context_length_exceeded
+    │   ├── ContextLengthExceeded    400 context_length_exceeded
+    │   ├── UnsupportedParameter     400 unsupported_parameter
+    │   └── UnsupportedTool          400 unsupported_tool
     ├── AuthenticationError          401 invalid_api_key (with WWW-Authenticate)
     ├── PermissionDenied             403 insufficient_scope
     ├── ModelNotFound                404 model_not_found
@@ -77,6 +79,19 @@ class InvalidRequest(HearthError):
 
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A valid OpenAI parameter that Hearth does not implement, sent with a
+    value that would need it (``previous_response_id``, ``background``)."""
+
+    code = "unsupported_parameter"
+
+
+class UnsupportedTool(InvalidRequest):
+    """A Responses tool other than ``file_search``."""
+
+    code = "unsupported_tool"
 
 
 class AuthenticationError(HearthError):

@@ -104,6 +104,17 @@ MODEL_LOAD = Histogram(
     ["model", "backend"],
     buckets=_LOAD_BUCKETS,
 )
+# Ingestion workers: one sample per document attempt (retrieval.pipeline).
+DOCUMENTS_INDEXED = Counter(
+    "hearth_documents_indexed_total",
+    "Document ingestion attempts, by outcome (indexed, superseded, failed).",
+    ["outcome"],
+)
+CHUNKS_INDEXED = Counter(
+    "hearth_chunks_indexed_total",
+    "Chunks written to the index with their vectors, by embedding model.",
+    ["model"],
+)
 WORKER_STARTS = Counter(
     "hearth_worker_starts_total",
     "Worker processes started; more than one per worker means restarts.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
@@ -16,7 +17,7 @@ from server.dispatch import Dispatcher
 from server.metrics_scrape import oldest_message_age
 from workers import protocol
 from workers.celery_app import celery_app
-from workers.specs import ModelCatalog
+from workers.specs import ModelCatalog, ModelSpec, bundled_specs
 
 
 def _text(value: bytes | str | None) -> str:
@@ -127,19 +128,52 @@ async def shutdown_worker(worker_id: str) -> None:
     await anyio.to_thread.run_sync(send)
 
 
-def describe_models(catalog: ModelCatalog) -> list[dict[str, Any]]:
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _source(spec: ModelSpec, bundled: dict[str, ModelSpec]) -> dict[str, Any]:
+    """Where the model comes from, and which configuration named it."""
+    origin = "bundled" if bundled.get(spec.name) == spec else "models file"
+    if spec.backend == "remote":
+        assert spec.base_url is not None
+        return {
+            "origin": origin,
+            "base_url": _without_credentials(spec.base_url),
+            "remote_model": spec.remote_model,
+        }
+    return {"origin": origin, "path": str(spec.path), "gguf_file": spec.gguf_file}
+
+
+async def describe_models(
+    dispatcher: Dispatcher, catalog: ModelCatalog
+) -> list[dict[str, Any]]:
+    """The registry: each model's kind, backend, source, limits, queues and
+    the live workers serving it."""
+    workers = [w for w in await list_workers(dispatcher) if w["alive"]]
+    bundled = {spec.name: spec for spec in bundled_specs()}
     return [
         {
             "name": spec.name,
             "aliases": list(spec.aliases),
             "kind": spec.kind,
             "backend": spec.backend,
+            "source": _source(spec, bundled),
             "device": spec.device,
             "context_length": spec.context_length,
             "max_tokens": spec.max_tokens,
             "workers": spec.workers,
+            "max_workers": spec.max_workers,
             "max_batch_size": spec.max_batch_size,
-            "remote": spec.base_url if spec.backend == "remote" else None,
+            "queues": protocol.model_queues(dispatcher.namespace, spec.name),
+            "live_workers": [w["id"] for w in workers if spec.name in w["models"]],
         }
         for spec in catalog
     ]

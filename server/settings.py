@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(600.0, gt=0)
     worker_heartbeat_s: float = Field(2.0, gt=0)
     worker_concurrency: int = Field(32, ge=1)
+    # Unacknowledged messages a worker holds per batch queue (workers/
+    # batch_consumer.py): a batch backlog never fills the window that
+    # interactive requests are received through. Eight keep most of the
+    # throughput of step-level batching on a CPU.
+    worker_batch_prefetch: int = Field(8, ge=1)
     torch_threads: int | None = Field(None, ge=1)
 
     # Durable jobs and batches (server/jobs).

@@ -76,27 +76,40 @@ def _torch_threads(settings: Settings, specs: list[ModelSpec]) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, local))
 
 
-def worker_hostname(spec: ModelSpec, index: int) -> str:
+def _worker_tag(spec: ModelSpec, index: int, generation: int) -> str:
+    # Workers started for a model reload carry its generation, so they never
+    # share a Celery node name or a heartbeat with the ones they replace.
+    if generation:
+        return f"{spec.name}-g{generation}-{index}"
+    return f"{spec.name}-{index}"
+
+
+def worker_hostname(spec: ModelSpec, index: int, generation: int = 0) -> str:
     """The Celery node name, and so the worker id in heartbeats."""
-    return f"{spec.name}-{index}@{socket.gethostname()}"
+    return f"{_worker_tag(spec, index, generation)}@{socket.gethostname()}"
 
 
 def worker_spec(
-    settings: Settings, spec: ModelSpec, index: int, env: dict[str, str], threads: int
+    settings: Settings,
+    spec: ModelSpec,
+    index: int,
+    env: dict[str, str],
+    threads: int,
+    *,
+    generation: int = 0,
 ) -> ChildSpec:
     worker_env = dict(env)
     if settings.torch_threads is None:
         worker_env["HEARTH_TORCH_THREADS"] = str(threads)
+    hostname = worker_hostname(spec, index, generation)
     return ChildSpec(
-        name=f"worker-{spec.name}-{index}",
-        argv=hearth_argv(
-            "worker", "--models", spec.name, "--hostname", worker_hostname(spec, index)
-        ),
+        name=f"worker-{_worker_tag(spec, index, generation)}",
+        argv=hearth_argv("worker", "--models", spec.name, "--hostname", hostname),
         env=worker_env,
         # SIGTERM is Celery's warm shutdown: finish running tasks.
         stop_signal=signal.SIGTERM,
         stop_timeout_s=WORKER_STOP_TIMEOUT_S,
-        labels={"model": spec.name},
+        labels={"model": spec.name, "worker_id": hostname},
     )
 
 

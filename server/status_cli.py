@@ -16,10 +16,13 @@ class StatusError(click.ClickException):
     """Printed by click as ``Error: ...`` with exit code 1."""
 
 
-def _get(url: str, path: str, api_key: str | None) -> list[dict]:
+def call(
+    method: str, url: str, path: str, api_key: str | None, *, timeout: float = 5
+) -> dict:
+    """One admin API call; its JSON body. Errors become ``Error: ...``."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        reply = httpx.get(f"{url}{path}", headers=headers, timeout=5)
+        reply = httpx.request(method, f"{url}{path}", headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         raise StatusError(
             f"cannot reach Hearth at {url} ({exc}); is it running? "
@@ -30,8 +33,17 @@ def _get(url: str, path: str, api_key: str | None) -> list[dict]:
             f"{url}{path} refused the key ({reply.status_code}); pass an admin "
             "key with --api-key or HEARTH_API_KEY."
         )
-    reply.raise_for_status()
-    return reply.json()["data"]
+    if reply.is_error:
+        try:
+            message = reply.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = reply.text[:200]
+        raise StatusError(f"{method} {path} answered {reply.status_code}: {message}")
+    return reply.json()
+
+
+def _get(url: str, path: str, api_key: str | None) -> list[dict]:
+    return call("GET", url, path, api_key)["data"]
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:
@@ -73,29 +85,29 @@ def render_status(url: str, api_key: str | None) -> str:
     )
 
 
-_url = click.option(
+url_option = click.option(
     "--url",
     default="http://127.0.0.1:8000",
     envvar="HEARTH_URL",
     show_default=True,
     help="The Hearth API (without /v1).",
 )
-_key = click.option(
+key_option = click.option(
     "--api-key", envvar="HEARTH_API_KEY", default=None, help="An admin key."
 )
 
 
 @click.command()
-@_url
-@_key
+@url_option
+@key_option
 def status(url: str, api_key: str | None) -> None:
     """Print queues and workers as tables."""
     click.echo(render_status(url.rstrip("/").removesuffix("/v1"), api_key))
 
 
 @click.command()
-@_url
-@_key
+@url_option
+@key_option
 @click.option("--interval", type=float, default=2.0, show_default=True)
 def top(url: str, api_key: str | None, interval: float) -> None:
     """Refresh the status tables until Ctrl-C."""

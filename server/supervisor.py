@@ -2,7 +2,9 @@
 watched, restarted when one dies, and stopped in order.
 
 Start: broker and database (embedded unless their URLs are set), migrations,
-API, one worker process per model worker, beat. Stop (SIGINT or SIGTERM): the
+API, one worker process per model worker, beat. While running, the loop also
+scales workers with their queues (server.autoscale) and follows model
+reloads (server.model_reload). Stop (SIGINT or SIGTERM): the
 API first so no new work arrives, then workers (warm shutdown), beat, broker
 (which writes its append-only file) and the database last.
 """
@@ -26,6 +28,7 @@ from server.data_dir_lock import DataDirLock
 from server.embedded import BROKER_GROUP, DATABASE_GROUP, start_broker, start_database
 from server.errors import ServiceUnavailable
 from server.logs import configure_logging
+from server.model_reload import ModelReloader
 from server.readiness import StartupInterrupted, log_tail, wait_until_ready
 from server.settings import Settings
 from server.stack import (
@@ -201,6 +204,7 @@ def run_supervisor(settings: Settings) -> int:
 
     registry = ChildRegistry()
     autoscaler: Autoscaler | None = None
+    reloader: ModelReloader | None = None
     with DataDirLock(settings.data_dir), shutdown_requested() as stopping:
         log.info("starting", data_dir=str(settings.data_dir), models=len(catalog))
         try:
@@ -208,10 +212,15 @@ def run_supervisor(settings: Settings) -> int:
             autoscaler = Autoscaler(
                 settings=settings, catalog=catalog, registry=registry, env=env
             )
+            reloader = ModelReloader(
+                settings=settings, catalog=catalog, registry=registry, env=env,
+                autoscaler=autoscaler,
+            )  # fmt: skip
             announce_ready(settings)
             while not stopping.is_set():
                 registry.check()
                 autoscaler.tick()
+                reloader.tick()
                 stopping.wait(WATCH_INTERVAL_S)
         except StartupInterrupted:
             log.info("start interrupted")
@@ -219,6 +228,8 @@ def run_supervisor(settings: Settings) -> int:
             log.info("stopping", signal=stopping.signal_name)
             if autoscaler is not None:
                 autoscaler.stop()
+            if reloader is not None:
+                reloader.stop()
             registry.stop(STOP_ORDER)
     log.info("stopped")
     return 0

@@ -60,5 +60,9 @@ def record_usage(pool: asyncpg.Pool | None, record: UsageRecord) -> None:
 
 
 async def flush_usage() -> None:
-    if _pending:
-        await asyncio.gather(*_pending, return_exceptions=True)
+    # Only this loop's writes: a task left from a loop already closed (an
+    # app started and stopped before, as in tests) can never finish.
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _pending if task.get_loop() is loop]
+    if mine:
+        await asyncio.gather(*mine, return_exceptions=True)

@@ -136,18 +136,22 @@ class StandInWorker:
         self.seen: list[dict] = []
 
     async def __aenter__(self) -> StandInWorker:
+        self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._serve())
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        # A flag, not Task.cancel(): a cancel that lands as redis-py's read
+        # timeout fires can come out as a TimeoutError, which redis-py then
+        # retries, so the loop would never see it.
+        self._stop.set()
+        await asyncio.wait_for(self._task, timeout=30)
         await self.redis.aclose()
 
     async def _serve(self) -> None:
         ns = self.settings.namespace
         queues = [protocol.queue_name(ns, m) for m in (CHAT, EMBED)]
-        while True:
+        while not self._stop.is_set():
             now = time.time()
             for model in (CHAT, EMBED):
                 await self.redis.zadd(protocol.live_key(ns, model), {"stand-in": now})

@@ -44,12 +44,21 @@ def test_queues_show_depth_consumers_and_age(admin, chat_model, embedding_model)
         assert interactive["depth"] >= 0 and interactive["oldest_age_s"] >= 0
 
 
-def test_model_registry_lists_kinds(admin, chat_model, embedding_model):
+def test_model_registry_lists_kinds_sources_and_live_workers(
+    admin, chat_model, embedding_model
+):
     models = {m["name"]: m for m in admin.get("/admin/models").json()["data"]}
+    workers = admin.get("/admin/workers").json()["data"]
 
     assert models[chat_model]["kind"] == "chat"
     assert models[embedding_model]["kind"] == "embedding"
     assert models[embedding_model]["workers"] >= 1
+    for name in (chat_model, embedding_model):
+        model = models[name]
+        assert model["queues"][0].endswith(f".model.{name}")
+        assert model["live_workers"]
+        assert set(model["live_workers"]) <= {w["id"] for w in workers}
+        assert model["source"]["origin"] in ("bundled", "models file")
 
 
 def test_purge_is_audited_and_unknown_names_are_404(admin, embedding_model):

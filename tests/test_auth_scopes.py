@@ -56,6 +56,34 @@ ROUTES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("DELETE", "/v1/collections/{ref}/documents/{document_id}"): (INGEST,),
     ("POST", "/v1/collections/{ref}/search"): (INGEST, READ, INFERENCE),
     ("POST", "/v1/collections/{ref}/answer"): (INGEST, READ, INFERENCE),
+    ("POST", "/v1/vector_stores"): (INGEST,),
+    ("GET", "/v1/vector_stores"): (INGEST, READ),
+    ("GET", "/v1/vector_stores/{vector_store_id}"): (INGEST, READ),
+    ("POST", "/v1/vector_stores/{vector_store_id}"): (INGEST,),
+    ("DELETE", "/v1/vector_stores/{vector_store_id}"): (INGEST,),
+    ("POST", "/v1/vector_stores/{vector_store_id}/files"): (INGEST,),
+    ("GET", "/v1/vector_stores/{vector_store_id}/files"): (INGEST, READ),
+    ("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): (INGEST, READ),
+    ("POST", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): (INGEST,),
+    ("DELETE", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): (INGEST,),
+    ("GET", "/v1/vector_stores/{vector_store_id}/files/{file_id}/content"): (
+        INGEST,
+        READ,
+    ),
+    ("POST", "/v1/vector_stores/{vector_store_id}/search"): (INGEST, READ, INFERENCE),
+    ("POST", "/v1/vector_stores/{vector_store_id}/file_batches"): (INGEST,),
+    ("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}"): (
+        INGEST,
+        READ,
+    ),
+    ("POST", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/cancel"): (
+        INGEST,
+    ),
+    ("GET", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}/files"): (
+        INGEST,
+        READ,
+    ),
+    ("POST", "/v1/responses"): (INFERENCE,),
     ("POST", "/v1/batches"): (INFERENCE,),
     ("GET", "/v1/batches"): (INFERENCE, READ),
     ("GET", "/v1/batches/{batch_id}"): (INFERENCE, READ),
@@ -66,6 +94,7 @@ ROUTES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/admin/workers"): (ADMIN,),
     ("GET", "/admin/queues"): (ADMIN,),
     ("GET", "/admin/models"): (ADMIN,),
+    ("POST", "/admin/models/reload"): (ADMIN,),
     ("GET", "/admin/requests"): (ADMIN,),
     ("POST", "/admin/queues/{name}/purge"): (ADMIN,),
     ("POST", "/admin/workers/{worker_id}/shutdown"): (ADMIN,),
@@ -97,6 +126,7 @@ PARAMS = {
 PARAMS.update(
     {"{job_id}": "job_none", "{file_id}": "file-none", "{batch_id}": "batch_none"}
 )
+PARAMS["{vector_store_id}"] = "vs_none"
 
 
 def _policies(dependant) -> list[Policy]:

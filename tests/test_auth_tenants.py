@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from retrieval import store as retrieval_store
+from retrieval import vector_store_sql
 from server.usage import flush_usage
 from tests import authutil
 from tests.authutil import CHAT, EMBED, StandInWorker, bearer, running
@@ -29,6 +30,11 @@ def clean_redis_queues(namespace: str) -> None:
     finally:
         client.close()
 
+
+_VS_FILE = "/v1/vector_stores/{b_vector_store}/files/{b_vs_file}"
+_A_VS_B_FILE = "/v1/vector_stores/{a_vector_store}/files/{b_vs_file}"
+_BATCH = "/v1/vector_stores/{b_vector_store}/file_batches/{b_vs_batch}"
+_A_VS_B_BATCH = "/v1/vector_stores/{a_vector_store}/file_batches/{b_vs_batch}"
 
 # A request tenant A makes about an object of tenant B, and its answer.
 CROSS = [
@@ -62,6 +68,25 @@ CROSS = [
     # Through A's own collection (same name as B's): still not B's document.
     ("documents", "GET", "/v1/collections/notes/documents/{b_document}", 404),
     ("documents", "DELETE", "/v1/collections/notes/documents/{b_document}", 404),
+    ("vector_stores", "GET", "/v1/vector_stores/{b_vector_store}", 404),
+    ("vector_stores", "POST", "/v1/vector_stores/{b_vector_store}", 404),
+    ("vector_stores", "DELETE", "/v1/vector_stores/{b_vector_store}", 404),
+    ("vector_stores", "GET", "/v1/vector_stores/{b_vector_store}/files", 404),
+    ("vector_stores", "POST", "/v1/vector_stores/{b_vector_store}/files", 404),
+    ("vector_stores", "POST", "/v1/vector_stores/{b_vector_store}/search", 404),
+    ("vector_stores", "POST", "/v1/responses", 404),
+    ("vector_store_files", "GET", _VS_FILE, 404),
+    ("vector_store_files", "POST", _VS_FILE, 404),
+    ("vector_store_files", "DELETE", _VS_FILE, 404),
+    ("vector_store_files", "GET", _VS_FILE + "/content", 404),
+    # Through A's own vector store: still not B's file.
+    ("vector_store_files", "GET", _A_VS_B_FILE, 404),
+    ("vector_store_files", "DELETE", _A_VS_B_FILE, 404),
+    ("vector_stores", "POST", "/v1/vector_stores/{b_vector_store}/file_batches", 404),
+    ("vs_file_batches", "GET", _BATCH, 404),
+    ("vs_file_batches", "POST", _BATCH + "/cancel", 404),
+    ("vs_file_batches", "GET", _BATCH + "/files", 404),
+    ("vs_file_batches", "GET", _A_VS_B_BATCH, 404),
 ]
 
 # The bodies of the requests above that need one (keyed by method and path).
@@ -75,6 +100,16 @@ BODIES = {
         "model": CHAT, "messages": [{"role": "user", "content": "kettle?"}],
         "collections": ["{b_collection}"],
     },
+    ("POST", "/v1/vector_stores/{b_vector_store}"): {"name": "mine now"},
+    ("POST", "/v1/vector_stores/{b_vector_store}/files"): {"file_id": "{b_vs_file}"},
+    ("POST", "/v1/vector_stores/{b_vector_store}/search"): {"query": "kettle"},
+    ("POST", "/v1/responses"): {
+        "model": CHAT, "input": "kettle?",
+        "tools": [{"type": "file_search", "vector_store_ids": ["{b_vector_store}"]}],
+    },
+    ("POST", _VS_FILE): {"attributes": {"mine": "now"}},
+    ("POST", "/v1/vector_stores/{b_vector_store}/file_batches"):
+        {"file_ids": ["{b_vs_file}"]},
 }  # fmt: skip
 
 # How B's object looks when untouched, read with B's own key.
@@ -86,6 +121,9 @@ UNTOUCHED = {
     "collections": ("/v1/collections/{b_collection}", "document_count", 1),
     "documents": ("/v1/collections/{b_collection}/documents/{b_document}",
                   "state", "queued"),
+    "vector_stores": ("/v1/vector_stores/{b_vector_store}", "name", "notes"),
+    "vector_store_files": (_VS_FILE, "status", "in_progress"),
+    "vs_file_batches": (_BATCH, "status", "in_progress"),
 }  # fmt: skip
 
 # Listings: every row A sees is A's.
@@ -99,6 +137,7 @@ LISTS = [
     ("collections", "/v1/collections"),
     # Each tenant has a collection named "notes": the name resolves to its own.
     ("documents", "/v1/collections/notes/documents"),
+    ("vector_stores", "/v1/vector_stores"),
 ]
 
 
@@ -141,12 +180,16 @@ async def _make_jobs_files_batches(api, key: str) -> dict[str, str]:
     )
     assert batch.status_code == 200, batch.text
     collection, document = await _make_collection(api, key)
+    vector_store, vs_file, vs_batch = await _make_vector_store(api, key)
     return {
         "job": job.json()["id"],
         "file": upload.json()["id"],
         "batch": batch.json()["id"],
         "collection": collection,
         "document": document,
+        "vector_store": vector_store,
+        "vs_file": vs_file,
+        "vs_batch": vs_batch,
     }
 
 
@@ -170,6 +213,39 @@ async def _make_collection(api, key: str) -> tuple[str, str]:
     return collection["id"], placed.document["id"]
 
 
+async def _make_vector_store(api, key: str) -> tuple[str, str, str]:
+    """A vector store named "notes" with one attached file, in a batch,
+    still in progress. The file's document is placed directly, as above:
+    attaching over HTTP needs pgvector."""
+    made = await api.client.post(
+        "/v1/vector_stores", json={"name": "notes"}, headers=bearer(key)
+    )
+    upload = await api.client.post(
+        "/v1/files", files={"file": ("kettles.md", b"# Kettles")},
+        data={"purpose": "assistants"}, headers=bearer(key),
+    )  # fmt: skip
+    assert made.status_code == 200 and upload.status_code == 200, made.text
+    store, file_id = made.json(), upload.json()["id"]
+    row = await vector_store_sql.get_vector_store(
+        api.pool, tenant=store["tenant"], vector_store_id=store["id"]
+    )
+    batch_id = vector_store_sql.new_batch_id()
+    async with api.pool.acquire() as conn:
+        document = await vector_store_sql.insert_file_document(
+            conn, tenant=store["tenant"], collection_id=row["collection_id"],
+            source_file_id=file_id, filename="kettles.md", attributes={},
+            file_id="file-link", sha256="1" * 64, size=9, chunk_tokens=None,
+            chunk_overlap=None,
+        )  # fmt: skip
+        await vector_store_sql.insert_batch(
+            conn, batch_id=batch_id, tenant=store["tenant"], vector_store_id=store["id"]
+        )
+        await vector_store_sql.join_batch(
+            conn, document_id=document["id"], batch_id=batch_id
+        )
+    return store["id"], file_id, batch_id
+
+
 @pytest.fixture
 async def two_tenants(settings):
     async with running(settings) as api, StandInWorker(settings):
@@ -184,8 +260,9 @@ async def two_tenants(settings):
             assert made.status_code == 201
             await _use_models(api, admin)
         objects = await _make_jobs_files_batches(api, b_admin)
-        await _make_jobs_files_batches(api, a_admin)
+        mine = await _make_jobs_files_batches(api, a_admin)
         api.objects = {f"b_{name}": value for name, value in objects.items()}
+        api.objects["a_vector_store"] = mine["vector_store"]
         yield api, {"a": (a_admin, a_id), "b": (b_admin, b_id)}
     clean_redis_queues(settings.namespace)
 

@@ -8,7 +8,9 @@ import socket
 import openai
 import pytest
 
+from tests.brokerutil import drop_rabbit_queues
 from tests.stackutil import Cluster, create_database, drop_database
+from workers.protocol import model_queues
 
 pytestmark = pytest.mark.stack
 
@@ -50,6 +52,11 @@ def cluster(request, tmp_path):
     finally:
         started.stop()
         drop_database(database_url)
+        if request.param == "rabbitmq":
+            namespace = started.namespace
+            queues = [q for m in (CHAT, EMBED) for q in model_queues(namespace, m)]
+            queues.append(f"{namespace}.maintenance")
+            drop_rabbit_queues(urls["broker_url"], queues)
 
 
 def test_chat_stream_and_embeddings(cluster):

@@ -1,9 +1,11 @@
 """The dashboard in a real browser: headless Chromium driven by Playwright.
 
 Loads /ui against the session stack, waits for live workers, submits a
-chat in the playground and sees the streamed answer, sees a job reach its
-final state in the job list; the screenshot lands in
-test-artifacts/dashboard.png.
+chat in the playground and sees the streamed answer, then runs the same
+chat as a job and watches it go queued, running (with its token count) and
+succeeded, in the followed job's timeline and in the job list. The
+screenshot lands in test-artifacts/dashboard.png, also when the test fails,
+and its path is printed and recorded as the test's ``screenshot`` property.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.stackutil import REPO
@@ -53,9 +54,26 @@ def page():
             browser.close()
 
 
-def test_playground_streams_and_jobs_finish(
-    page, hearth_url, api_key, chat_model, embedding_model
+# A prompt that keeps a small model writing, so the job runs for a while.
+STORY = "Write a long story about a lighthouse keeper and the sea."
+
+
+def test_playground_streams_and_jobs_move_through_states(
+    page, hearth_url, chat_model, request, capsys
 ):
+    try:
+        _stream_and_follow_a_job(page, hearth_url, chat_model)
+    finally:
+        # Also on failure: the page as it was is the best clue.
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        request.node.user_properties.append(("screenshot", str(SCREENSHOT)))
+        with capsys.disabled():
+            print(f"\ndashboard screenshot: {SCREENSHOT}")
+    assert SCREENSHOT.stat().st_size > 0
+
+
+def _stream_and_follow_a_job(page, hearth_url, chat_model):
     page.goto(f"{hearth_url}/ui")
 
     page.locator("#workers tbody tr", has_text=chat_model).first.wait_for()
@@ -72,17 +90,23 @@ def test_playground_streams_and_jobs_finish(
     # The finished request shows in the recent requests on the next refresh.
     page.locator("#requests tbody tr", has_text="/v1/chat/completions").first.wait_for()
 
-    # A job shows up in the job list and reaches its final state there.
-    job = httpx.post(
-        f"{hearth_url}/v1/jobs",
-        headers={"Authorization": f"Bearer {api_key}"},
-        json={"request": {"model": embedding_model, "input": ["a lighthouse"]}},
-    ).json()
-    row = page.locator("#jobs tbody tr", has_text=job["id"])
-    row.filter(has_text="succeeded").wait_for(timeout=120_000)
-    row.click()
-    page.locator("#job-detail", has_text=job["id"]).wait_for()
+    # The same chat as a durable job: the page follows its events, and each
+    # state shows while the job is in it.
+    page.fill("#prompt", STORY)
+    page.fill("#max-tokens", "48")
+    page.click("#send-job")
+    following = page.locator("#job-follow-state")
+    following.filter(has_text="running").wait_for(timeout=120_000)
+    job_id = page.locator("#job-follow-id").inner_text()
+    assert job_id.startswith("job_")
+    page.locator("#job-follow-progress", has_text="tokens").wait_for(timeout=120_000)
+    following.filter(has_text="succeeded").wait_for(timeout=120_000)
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 0
+    timeline = page.locator("#job-timeline li").evaluate_all(
+        "items => items.map((item) => item.dataset.state)"
+    )
+    assert timeline == ["queued", "running", "succeeded"]
+    # The job list and the detail view agree.
+    row = page.locator("#jobs tbody tr", has_text=job_id)
+    row.filter(has_text="succeeded").wait_for(timeout=30_000)
+    page.locator("#job-detail", has_text='"state": "succeeded"').wait_for()

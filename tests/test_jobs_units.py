@@ -248,7 +248,8 @@ async def test_the_last_attempt_lost_leaves_the_job_failed(database_url, tmp_pat
     settings = Settings(worker_heartbeat_s=0.01)
     conn = await asyncpg.connect(database_url)
     try:
-        job_id = await _new_job(conn, max_attempts=1)
+        hook = "http://127.0.0.1:9/hook"
+        job_id = await _new_job(conn, max_attempts=1, webhook_url=hook)
         await store.claim(conn, job_id=job_id, attempt=1, worker="dead")
         await conn.execute("UPDATE jobs SET started_at = now() - interval '1 minute'")
         report = await recovery.sweep(
@@ -256,8 +257,41 @@ async def test_the_last_attempt_lost_leaves_the_job_failed(database_url, tmp_pat
             folder=tmp_path,
         )  # fmt: skip
         assert report.failed == 1
+        # Its webhook is the sweep's to call.
+        assert [(e.job_id, e.state) for e in report.ended] == [(job_id, "failed")]
         row = await store.get_job(conn, tenant="t", job_id=job_id)
         assert row["state"] == "failed" and row["error"]["code"] == "worker_lost"
+    finally:
+        await conn.close()
+
+
+async def test_a_job_past_its_deadline_is_never_started_and_expires_once(
+    database_url, tmp_path
+):
+    conn = await asyncpg.connect(database_url)
+    try:
+        hook = "http://127.0.0.1:9/hook"
+        late = await _new_job(conn, webhook_url=hook)
+        later = await _new_job(conn)
+        await conn.execute("UPDATE jobs SET deadline = now() - interval '1 s'")
+        # Its message arrives after the deadline: the claim refuses it.
+        assert await store.claim(conn, job_id=late, attempt=1, worker="w") is None
+        assert await store.job_state(conn, late) == ("queued", 0)
+
+        # The worker that met the message expires it, once.
+        expired = await store.expire_due(conn, job_id=late)
+        assert [(e.job_id, e.state, e.webhook_url) for e in expired] == [
+            (late, "expired", hook)
+        ]
+        assert await store.expire_due(conn, job_id=late) == []
+        # The sweep expires the rest; only a job with a webhook is reported.
+        report = await recovery.sweep(
+            conn, settings=Settings(), probes=_Probes(alive=True).probes(),
+            folder=tmp_path,
+        )  # fmt: skip
+        assert report.expired == 1 and report.ended == []
+        assert await store.job_state(conn, later) == ("expired", 0)
+        assert "ended" not in report.summary()
     finally:
         await conn.close()
 

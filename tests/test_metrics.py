@@ -3,6 +3,8 @@ samples recorded by the workers show up in the API's one scrape."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -134,3 +136,56 @@ def test_jobs_are_counted_by_state_and_type(hearth_url, api_key, embedding_model
     assert value(after, runs, task="hearth.job.run") > value(
         before, runs, task="hearth.job.run"
     )
+
+
+_NOTE = (
+    "# Lighthouse\n\n## Lamp\n\nThe lamp is lit at dusk and trimmed at midnight.\n\n"
+    "## Fog\n\nIn fog the horn sounds twice a minute until the fog lifts.\n"
+)
+
+
+def test_ingestion_counts_documents_and_chunks(hearth_url, api_key, embedding_model):
+    api = httpx.Client(
+        base_url=f"{hearth_url}/v1",
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=60,
+    )
+    made = api.post(
+        "/collections",
+        json={
+            "name": f"metrics-{uuid.uuid4().hex[:8]}",
+            "embedding_model": embedding_model,
+            # Small chunks, so the one document makes several.
+            "chunk_tokens": 32,
+            "chunk_overlap": 0,
+        },
+    )
+    assert made.status_code == 201, made.text
+    collection = made.json()["id"]
+    try:
+        before = scrape(hearth_url)
+        upload = api.post(
+            f"/collections/{collection}/documents",
+            files={"file": ("lighthouse.md", _NOTE.encode())},
+        )
+        assert upload.status_code == 202, upload.text
+        document = upload.json()["data"][0]["id"]
+
+        def ready():
+            doc = api.get(f"/collections/{collection}/documents/{document}").json()
+            assert doc["state"] == "ready", doc
+            return doc
+
+        chunks = eventually(ready, attempts=300)["chunk_count"]
+        after = scrape(hearth_url)
+    finally:
+        api.delete(f"/collections/{collection}")
+        api.close()
+
+    def moved(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert chunks >= 2
+    assert moved("hearth_documents_indexed_total", outcome="indexed") == 1
+    assert moved("hearth_documents_indexed_total", outcome="failed") == 0
+    assert moved("hearth_chunks_indexed_total", model=embedding_model) == chunks

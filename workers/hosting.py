@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import redis
@@ -30,7 +31,15 @@ class HostedModels:
     specs: dict[str, ModelSpec] = field(default_factory=dict)
     backends: dict[str, object] = field(default_factory=dict)
     inflight: int = 0
+    # This process, among all that ever ran as ``worker_id``: hearth up
+    # restarts a dead worker under the same name.
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def claimant(self) -> str:
+        """Who a job is running on: the worker id and this incarnation."""
+        return f"{self.worker_id}#{self.incarnation}"
 
     def task_started(self) -> None:
         with self._lock:
@@ -133,6 +142,7 @@ class Heartbeat:
                 "queues": ",".join(self._queues),
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "incarnation": state.incarnation,
                 "started_at": self._started,
                 "seen_at": now,
                 "inflight": state.inflight,

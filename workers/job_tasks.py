@@ -133,16 +133,14 @@ def _after(settled: store.Settled) -> None:
             folder=files.files_dir(settings),
         )
     if settled.webhook_url and settled.state in states.FINISHED:
-        job = worker_database().run(store.job_state, job_id=settled.job_id)
-        webhooks.call(
-            settled.webhook_url,
-            {
-                "id": settled.job_id,
-                "object": "job.event",
-                "state": job[0] if job else None,
-            },
-            settings,
-        )
+        _notify(settled.job_id, settled.webhook_url)
+
+
+def _notify(job_id: str, url: str) -> None:
+    """Call a finished job's webhook with the state the job row holds."""
+    job = worker_database().run(store.job_state, job_id=job_id)
+    body = {"id": job_id, "object": "job.event", "state": job[0] if job else None}
+    webhooks.call(url, body, get_settings())
 
 
 @celery_app.task(
@@ -154,7 +152,7 @@ def run_job(message: dict[str, Any]) -> None:
     state = hosted()
     try:
         job = worker_database().run(
-            store.claim, job_id=job_id, attempt=attempt, worker=state.worker_id
+            store.claim, job_id=job_id, attempt=attempt, worker=state.claimant
         )
     except HearthError as exc:
         # Left queued with its message gone: the sweep sends it again.
@@ -162,6 +160,7 @@ def run_job(message: dict[str, Any]) -> None:
         return
     if job is None:
         log.info("job message skipped", job_id=job_id, attempt=attempt)
+        _expire_if_due(job_id)
         return
 
     structlog.contextvars.bind_contextvars(job_id=job_id, model=job["model"])
@@ -186,11 +185,34 @@ def run_job(message: dict[str, Any]) -> None:
         structlog.contextvars.unbind_contextvars("job_id", "model")
 
 
+def _expire_if_due(job_id: str) -> None:
+    """A message for a job past its deadline: end the job here rather than
+    wait for the sweep (the claim never starts such a job)."""
+    try:
+        expired = worker_database().run(store.expire_due, job_id=job_id)
+    except HearthError:
+        return  # the sweep expires it
+    for settled in expired:
+        log.info("job expired", job_id=job_id)
+        _after(settled)
+
+
 def _worker_alive(model: str, worker: str) -> bool:
+    """Is the process that claimed a job still beating? A worker restarted
+    under the same name beats again within seconds, but as a new
+    incarnation: its predecessor's jobs are lost all the same."""
+    name, mark, incarnation = worker.rpartition("#")
+    if not mark:
+        name, incarnation = worker, ""  # claimed before incarnations existed
     state = hosted()
-    score = state.redis.zscore(protocol.live_key(state.namespace, model), worker)
+    score = state.redis.zscore(protocol.live_key(state.namespace, model), name)
     horizon = time.time() - 3 * get_settings().worker_heartbeat_s
-    return score is not None and score >= horizon
+    if score is None or score < horizon:
+        return False
+    if not incarnation:
+        return True
+    now = state.redis.hget(protocol.worker_key(state.namespace, name), "incarnation")
+    return now is not None and now.decode() == incarnation
 
 
 def _queue_depth(queue: str) -> int:
@@ -217,5 +239,9 @@ def sweep_jobs() -> None:
         recovery.sweep, settings=settings, probes=probes,
         folder=files.files_dir(settings),
     )  # fmt: skip
-    if report is not None and report.busy():
-        log.info("jobs swept", **vars(report))
+    if report is None:
+        return
+    if report.busy():
+        log.info("jobs swept", **report.summary())
+    for ended in report.ended:
+        _notify(ended.job_id, ended.webhook_url)

@@ -66,6 +66,22 @@ def worker_key(namespace: str, worker_id: str) -> str:
     return f"{namespace}:worker:{worker_id}"
 
 
+def models_generation_key(namespace: str) -> str:
+    """A counter the API bumps on each model reload; the supervisor and the
+    other API replicas follow it (server.model_registry)."""
+    return f"{namespace}:models:generation"
+
+
+def models_applied_key(namespace: str) -> str:
+    """What the supervisor did for the latest reload it saw (JSON)."""
+    return f"{namespace}:models:applied"
+
+
+def supervisor_key(namespace: str) -> str:
+    """Present (with a short expiry) while a ``hearth up`` supervisor runs."""
+    return f"{namespace}:supervisor"
+
+
 def encode_event(event: dict[str, Any]) -> dict[str, str]:
     return {"e": json.dumps(event, separators=(",", ":"))}
 

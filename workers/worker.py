@@ -16,6 +16,7 @@ from server.metrics_http import serve_worker_metrics
 from server.settings import Settings
 from server.tracing import configure_tracing
 from workers import protocol
+from workers.batch_consumer import consume_batch_queues
 from workers.celery_app import celery_app, configure_celery
 from workers.hosting import Heartbeat, default_worker_id, load_models
 from workers.specs import ModelCatalog
@@ -45,22 +46,31 @@ def run_worker(
     worker_id = hostname or default_worker_id(names)
     state = load_models(settings, specs, worker_id=worker_id)
 
-    queues = [
-        q for name in names for q in protocol.model_queues(settings.namespace, name)
-    ]
     # Maintenance first: its tasks are tiny, and the job sweep that recovers
     # a killed worker's jobs must not wait behind a draining batch queue.
-    queues.insert(0, protocol.maintenance_queue(settings.namespace))
+    queues = [protocol.maintenance_queue(settings.namespace)]
+    queues += [protocol.queue_name(settings.namespace, name) for name in names]
+    batch_queues = [
+        protocol.queue_name(settings.namespace, name, "batch") for name in names
+    ]
     configure_celery(settings)
+    consume_batch_queues(
+        celery_app, queues=batch_queues, prefetch=settings.worker_batch_prefetch
+    )
     configure_tracing(process="worker")
     import workers.job_tasks  # noqa: F401  (registers the job tasks)
     import workers.tasks  # noqa: F401  (registers the tasks)
 
-    heartbeat = Heartbeat(state, period_s=settings.worker_heartbeat_s, queues=queues)
+    heartbeat = Heartbeat(
+        state, period_s=settings.worker_heartbeat_s, queues=queues + batch_queues
+    )
     heartbeat.start()
     WORKER_STARTS.labels("+".join(names)).inc()
     serve_worker_metrics(host=settings.host, port=settings.worker_metrics_port)
-    log.info("worker starting", worker_id=worker_id, models=names, queues=queues)
+    log.info(
+        "worker starting", worker_id=worker_id, models=names, queues=queues,
+        batch_queues=batch_queues, batch_prefetch=settings.worker_batch_prefetch,
+    )  # fmt: skip
     try:
         celery_app.worker_main(
             [

@@ -1,12 +1,12 @@
 """The sweep beat runs every few seconds: nothing accepted is left behind.
 
-1. Queued jobs past their deadline expire.
+1. Queued jobs past their deadline expire (and their webhooks are called).
 2. Running jobs whose worker stopped beating (killed, lost its host) or
    that ran far past the request timeout go back to the outbox, with
-   backoff, as a transient ``worker_lost`` failure; or fail, if that was
-   their last attempt. Their old message may still come back (Redis keeps
-   it unacked until the visibility timeout); its claim then finds a newer
-   attempt and does nothing.
+   backoff, as a transient ``worker_lost`` failure; or fail (webhook too),
+   if that was their last attempt. Their old message may still come back
+   (Redis keeps it unacked until the visibility timeout); its claim then
+   finds a newer attempt and does nothing.
 3. Queued jobs sent long ago whose queue is empty lost their message (a
    broker that restarted without it, a worker killed between receiving
    and claiming it): they go back to the outbox.
@@ -57,21 +57,22 @@ class SweepReport:
     resent: int = 0
     sent: int = 0
     finalized: list[str] = field(default_factory=list)
+    # Jobs this sweep ended that have a webhook to call (once it is over).
+    ended: list[store.Settled] = field(default_factory=list)
 
     def busy(self) -> bool:
         return any((self.expired, self.requeued, self.failed, self.resent,
                     self.sent, self.finalized))  # fmt: skip
 
+    def summary(self) -> dict[str, int | list[str]]:
+        """What to log: counts and batch ids, never webhook URLs."""
+        return {k: v for k, v in vars(self).items() if k != "ended"}
+
 
 async def _expire(conn: asyncpg.Connection, report: SweepReport) -> None:
-    report.expired = len(
-        await conn.fetch(
-            "UPDATE jobs SET state = 'expired', finished_at = now(),"
-            " error = jsonb_build_object('code', 'expired', 'status', 408,"
-            "   'message', 'The job did not start before its deadline.')"
-            " WHERE state = 'queued' AND deadline <= now() RETURNING id"
-        )
-    )
+    expired = await store.expire_due(conn)
+    report.expired = len(expired)
+    report.ended += [job for job in expired if job.webhook_url]
 
 
 async def _requeue_lost(
@@ -112,6 +113,8 @@ async def _requeue_lost(
             continue
         if last:
             report.failed += 1
+            if settled.webhook_url:
+                report.ended.append(settled)
         else:
             report.requeued += 1
         log.warning(

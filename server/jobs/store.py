@@ -248,14 +248,8 @@ async def claim(
     conn: asyncpg.Connection, *, job_id: str, attempt: int, worker: str
 ) -> dict[str, Any] | None:
     """Start ``attempt`` of a queued job; None if this message is stale (the
-    attempt already started, the job finished, was cancelled or expired)."""
-    await conn.execute(
-        "UPDATE jobs SET state = 'expired', finished_at = now(),"
-        " error = jsonb_build_object('code', 'expired', 'status', 408, 'message',"
-        "   'The job did not start before its deadline.')"
-        " WHERE id = $1 AND state = 'queued' AND deadline <= now()",
-        job_id,
-    )
+    attempt already started, the job finished, was cancelled or expired) or
+    the job's deadline has passed (``expire_due`` ends it)."""
     row = await conn.fetchrow(
         "UPDATE jobs SET state = 'running', attempt = $2, worker = $3,"
         " started_at = now(), progress = NULL, attempts = attempts ||"
@@ -263,6 +257,7 @@ async def claim(
         "   'worker', $3::text, 'started_at', extract(epoch FROM now())))"
         " WHERE id = $1 AND state = 'queued' AND attempt = $2 - 1"
         " AND (not_before IS NULL OR not_before <= now())"
+        " AND (deadline IS NULL OR deadline > now())"
         " RETURNING *",
         job_id, attempt, worker,
     )  # fmt: skip
@@ -275,6 +270,29 @@ class Settled:
     state: str
     batch_id: str | None
     webhook_url: str | None
+
+
+_EXPIRE = (
+    "UPDATE jobs SET state = 'expired', finished_at = now(),"
+    " error = jsonb_build_object('code', 'expired', 'status', 408, 'message',"
+    "   'The job did not start before its deadline.')"
+    " WHERE state = 'queued' AND deadline <= now() {}"
+    " RETURNING id, state, batch_id, webhook_url"
+)
+
+
+async def expire_due(conn: Conn, *, job_id: str | None = None) -> list[Settled]:
+    """Expire queued jobs past their deadline: every one, or ``job_id`` only.
+    Returns those this call expired, for their batches and webhooks."""
+    if job_id is None:
+        rows = await conn.fetch(_EXPIRE.format(""))
+    else:
+        rows = await conn.fetch(_EXPIRE.format("AND id = $1"), job_id)
+    return [
+        Settled(job_id=r["id"], state=r["state"], batch_id=r["batch_id"],
+                webhook_url=r["webhook_url"])
+        for r in rows
+    ]  # fmt: skip
 
 
 async def settle(

@@ -2,7 +2,9 @@
 
 Reading is for any admin key. Purging a queue or stopping a worker affects
 every tenant, so those need the install's operator: an admin key of tenant
-``local``, or the open (no keys) mode; both actions are audited.
+``local``, or the open (no keys) mode; both actions are audited. Reloading
+the models is open to any admin key (audited too): it only applies what the
+operator wrote in the models file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from auth.context import LOCAL_TENANT, Caller, current_account
 from auth.policy import Scoped
 from auth.scopes import ADMIN
 from server import ops_views
-from server.deps import CatalogDep, DispatcherDep, PoolDep
+from server.deps import CatalogDep, DispatcherDep, ModelReloaderDep, PoolDep
 from server.errors import NotFound, PermissionDenied
 from server.request_stats import request_stats
 
@@ -41,6 +43,7 @@ AdminCaller = Annotated[Caller, Depends(_caller)]
 
 QUEUE_PURGE = "queue.purge"
 WORKER_SHUTDOWN = "worker.shutdown"
+MODELS_RELOAD = "models.reload"
 
 
 def _operator(caller: Caller, action: str) -> None:
@@ -79,9 +82,28 @@ async def list_queues(dispatcher: DispatcherDep, catalog: CatalogDep) -> dict:
 
 
 @router.get("/models")
-async def list_models(catalog: CatalogDep) -> dict:
-    """The model registry as configured: kind, backend, limits, workers."""
-    return {"object": "list", "data": ops_views.describe_models(catalog)}
+async def list_models(dispatcher: DispatcherDep, catalog: CatalogDep) -> dict:
+    """The model registry: kind, backend, source, limits, queues, live workers."""
+    data = await ops_views.describe_models(dispatcher, catalog)
+    return {"object": "list", "data": data}
+
+
+@router.post("/models/reload")
+async def reload_models(
+    request: Request, caller: AdminCaller, reloader: ModelReloaderDep, pool: PoolDep
+) -> dict:
+    """Re-read the models file: added models get workers, removed ones stop.
+
+    Under ``hearth up`` the supervisor starts workers for added models and
+    stops those of removed models once they are idle; the answer says what
+    it did (``workers``), or is null where no supervisor manages workers.
+    """
+    report = await reloader.reload()
+    await _audit(
+        pool, request, caller, action=MODELS_RELOAD, target="models",
+        detail={k: report[k] for k in ("generation", "added", "removed", "changed")},
+    )  # fmt: skip
+    return report
 
 
 @router.get("/requests")

@@ -104,10 +104,10 @@ async function showRequests() {
   ]);
 }
 
-async function showJobDetail(job) {
+async function showJobDetail(id) {
   const detail = document.getElementById("job-detail");
   try {
-    const full = await getJSON(`/v1/jobs/${encodeURIComponent(job.id)}`);
+    const full = await getJSON(`/v1/jobs/${encodeURIComponent(id)}`);
     // A result can hold thousands of vector numbers: show its start only.
     const { result, ...rest } = full;
     const preview = result ? JSON.stringify(result).slice(0, 400) : "";
@@ -128,11 +128,85 @@ async function showJobs() {
     document.getElementById("job-detail").textContent = error.message;
   }
   fill("jobs", data, (j) => [
-    [j.id], [j.type], [j.model], [j.state, j.state === "failed" ? "error" : ""],
+    [j.id], [j.type], [j.model], [j.state, j.state],
     [j.attempts, "num"], [time(j.created_at)],
-  ], showJobDetail);
+  ], (job) => followJob(job.id));
 }
 document.getElementById("job-state").addEventListener("change", showJobs);
+
+// One job at a time is followed live from /v1/jobs/{id}/events: every state
+// it passes through is added to the timeline as the server reports it.
+const FINAL = new Set(["succeeded", "failed", "cancelled", "expired"]);
+let following = null;
+
+async function followJob(id) {
+  if (following) following.abort();
+  const controller = new AbortController();
+  following = controller;
+  const stateEl = document.getElementById("job-follow-state");
+  const progressEl = document.getElementById("job-follow-progress");
+  const timeline = document.getElementById("job-timeline");
+  document.getElementById("job-follow").hidden = false;
+  document.getElementById("job-follow-id").textContent = id;
+  stateEl.textContent = "…";
+  stateEl.className = "";
+  progressEl.textContent = "";
+  timeline.replaceChildren();
+  showJobDetail(id);
+  try {
+    const reply = await fetch(`/v1/jobs/${encodeURIComponent(id)}/events`, {
+      headers: headers(), signal: controller.signal,
+    });
+    if (!reply.ok) throw new Error(`${reply.status} ${reply.statusText}`);
+    for await (const { event, data } of sseData(reply)) {
+      const body = JSON.parse(data);
+      if (event === "progress") {
+        const { stage, completion_tokens: tokens } = body;
+        progressEl.textContent = tokens !== undefined ? `${tokens} tokens` : stage || "";
+        continue;
+      }
+      if (event !== "state") continue;
+      const item = document.createElement("li");
+      item.textContent = `${body.state} (attempt ${body.attempt}) ${time(body.at)}`;
+      item.className = body.state;
+      item.dataset.state = body.state;
+      timeline.appendChild(item);
+      stateEl.textContent = body.state;
+      stateEl.className = body.state;
+      if (FINAL.has(body.state)) {
+        showJobDetail(id);
+        showJobs();
+      }
+    }
+  } catch (error) {
+    if (error.name !== "AbortError") progressEl.textContent = `error: ${error.message}`;
+  }
+}
+
+async function submitJob() {
+  const button = document.getElementById("send-job");
+  const state = document.getElementById("answer-state");
+  button.disabled = true;
+  try {
+    const reply = await fetch("/v1/jobs", {
+      method: "POST",
+      headers: headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ request: chatRequest(false) }),
+    });
+    const body = await reply.json().catch(() => ({}));
+    if (!reply.ok) throw new Error((body.error && body.error.message) || reply.statusText);
+    state.textContent = `job ${body.id} submitted`;
+    state.className = "muted";
+    showJobs();
+    followJob(body.id);
+  } catch (error) {
+    state.textContent = `error: ${error.message}`;
+    state.className = "error";
+  } finally {
+    button.disabled = false;
+  }
+}
+document.getElementById("send-job").addEventListener("click", submitJob);
 
 async function loadChatModels() {
   const { data } = await getJSON("/admin/models");
@@ -168,13 +242,26 @@ async function* sseData(reply) {
     buffer += decoder.decode(value, { stream: true });
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, end);
+      const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
-      for (const line of event.split("\n")) {
-        if (line.startsWith("data: ")) yield line.slice(6);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data.push(line.slice(6));
       }
+      if (data.length) yield { event, data: data.join("\n") };
     }
   }
+}
+
+function chatRequest(stream) {
+  const request = {
+    model: document.getElementById("chat-model").value,
+    messages: [{ role: "user", content: document.getElementById("prompt").value }],
+    max_tokens: Number(document.getElementById("max-tokens").value),
+  };
+  return stream ? { ...request, stream: true } : request;
 }
 
 async function chat(event) {
@@ -189,19 +276,14 @@ async function chat(event) {
     const reply = await fetch("/v1/chat/completions", {
       method: "POST",
       headers: headers({ "Content-Type": "application/json" }),
-      body: JSON.stringify({
-        model: document.getElementById("chat-model").value,
-        messages: [{ role: "user", content: document.getElementById("prompt").value }],
-        max_tokens: Number(document.getElementById("max-tokens").value),
-        stream: true,
-      }),
+      body: JSON.stringify(chatRequest(true)),
     });
     if (!reply.ok) {
       const body = await reply.json().catch(() => ({}));
       throw new Error((body.error && body.error.message) || reply.statusText);
     }
     let chunks = 0;
-    for await (const data of sseData(reply)) {
+    for await (const { data } of sseData(reply)) {
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);

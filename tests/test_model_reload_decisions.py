@@ -20,6 +20,7 @@ from server.stack import WORKER_GROUP, worker_spec
 from workers import protocol
 from workers.specs import ModelCatalog, read_models_file
 
+NS = "hearth"
 ENV = {"HEARTH_BROKER_URL": "redis://127.0.0.1:1/0"}
 
 
@@ -95,9 +96,11 @@ def _model(name: str, path: str, **extra: str) -> str:
 def setup(tmp_path):
     models = tmp_path / "models.yaml"
     models.write_text("models:\n" + _model("a", "/m/a") + _model("b", "/m/b"))
+    # The namespace named here: an earlier test may have left HEARTH_* set.
     settings = Settings(
-        data_dir=tmp_path, models_file=models, bundled_models=False, torch_threads=1
-    )
+        data_dir=tmp_path, models_file=models, bundled_models=False,
+        torch_threads=1, namespace=NS,
+    )  # fmt: skip
     catalog = ModelCatalog(read_models_file(models))
     registry = FakeRegistry()
     for spec in catalog:
@@ -116,10 +119,10 @@ def setup(tmp_path):
 
     def reload(text: str) -> dict:
         models.write_text("models:\n" + text)
-        key = protocol.models_generation_key("hearth")
+        key = protocol.models_generation_key(NS)
         redis.values[key] = int(redis.values.get(key) or 0) + 1
         step()
-        return json.loads(redis.values[protocol.models_applied_key("hearth")])
+        return json.loads(redis.values[protocol.models_applied_key(NS)])
 
     def step() -> None:
         clock[0] += 1
@@ -129,7 +132,7 @@ def setup(tmp_path):
 
 
 def _heartbeat(redis: FakeRedis, worker_id: str, inflight: int) -> None:
-    key = protocol.worker_key("hearth", worker_id)
+    key = protocol.worker_key(NS, worker_id)
     redis.hashes[key] = {"inflight": str(inflight)}
 
 
@@ -159,7 +162,7 @@ def test_a_removed_model_stops_only_when_idle_and_drained(setup):
     old_b = _old(registry, "worker-b-1")
     worker_id = old_b.spec.labels["worker_id"]
     _heartbeat(redis, worker_id, 1)
-    redis.lists[protocol.queue_name("hearth", "b")] = [b"waiting"]
+    redis.lists[protocol.queue_name(NS, "b")] = [b"waiting"]
 
     report = reload(_model("a", "/m/a"))
 

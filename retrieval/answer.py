@@ -239,16 +239,22 @@ def new_answer(*, dispatcher, pool, spec, grounding, collections) -> Answer:
     )  # fmt: skip
 
 
-async def whole(answer: Answer) -> dict[str, Any]:
+async def collect(events: AsyncIterator[dict]) -> tuple[str, str | None, dict]:
+    """One choice's whole reply from its events: text, finish reason, usage."""
     text, reason, usage = "", None, {}
+    async for event in events:
+        if event["type"] == "delta":
+            text += event["text"]
+        elif event["type"] == "choice_end":
+            reason = event["finish_reason"]
+        elif event["type"] == "done":
+            usage = event["usage"]
+    return text, reason, usage
+
+
+async def whole(answer: Answer) -> dict[str, Any]:
     try:
-        async for event in answer.events():
-            if event["type"] == "delta":
-                text += event["text"]
-            elif event["type"] == "choice_end":
-                reason = event["finish_reason"]
-            elif event["type"] == "done":
-                usage = event["usage"]
+        text, reason, usage = await collect(answer.events())
     except HearthError as exc:
         answer.record(status=exc.status, usage=None, code=exc.code)
         raise

@@ -238,15 +238,8 @@ class Reply:
 
 
 async def whole(reply: Reply) -> JSONResponse:
-    text, reason, usage = "", None, {}
     try:
-        async for event in reply.events():
-            if event["type"] == "delta":
-                text += event["text"]
-            elif event["type"] == "choice_end":
-                reason = event["finish_reason"]
-            elif event["type"] == "done":
-                usage = event["usage"]
+        text, reason, usage = await answer.collect(reply.events())
     except HearthError as exc:
         reply.record(status=exc.status, usage=None, code=exc.code)
         raise

@@ -13,7 +13,6 @@ import re
 _CJK = re.compile(
     r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def cjk_bigrams(text: str) -> list[str]:
@@ -26,15 +25,8 @@ def cjk_bigrams(text: str) -> list[str]:
 
 
 def document_text(*parts: str | None) -> str:
-    """What goes into ``to_tsvector``: the parts and their CJK bigrams."""
+    """What goes into ``to_tsvector``, for chunks and queries alike: the
+    parts and their CJK bigrams."""
     text = "\n".join(p for p in parts if p)
     grams = cjk_bigrams(text)
     return f"{text}\n{' '.join(grams)}" if grams else text
-
-
-def query_terms(query: str) -> str:
-    """An OR query for ``to_tsquery``: any word may match, rank decides.
-    Words are \\w+ runs, so no tsquery operator can come from the user."""
-    words = [w for w in _WORD.findall(query) if not _CJK.fullmatch(w)]
-    terms = list(dict.fromkeys(w.lower() for w in words + cjk_bigrams(query)))
-    return " | ".join(terms)

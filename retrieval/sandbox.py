@@ -1,10 +1,12 @@
 """Parse untrusted binary files in a child process with limits.
 
-PDF and DOCX parsers are C code and XML inflaters fed by strangers: a
-crafted file can crash them, loop, or eat memory. The child gets a memory
-and CPU ceiling and a wall-clock timeout, and whatever happens to it the
-worker only sees an UnparseableDocument with a reason. Text formats are
-parsed in the worker itself.
+The PDF parser is C code, and the ZIP-based formats (DOCX, PPTX, XLSX,
+ODT, EPUB) are inflaters and XML parsers fed by strangers; RTF and e-mail
+go through regular expressions and MIME decoders that a crafted file can
+make slow. Any of them can crash, loop or eat memory. The child gets a
+memory and CPU ceiling and a wall-clock timeout, and whatever happens to
+it the worker only sees an UnparseableDocument with a reason. Plain text,
+Markdown and HTML are parsed in the worker itself.
 
     python -m retrieval.sandbox PATH FILENAME   # prints the parse as JSON
 """
@@ -26,7 +28,7 @@ from server.errors import HearthError, UnparseableDocument
 MEMORY_BYTES = 2 * 1024**3
 CPU_SECONDS = 120
 WALL_SECONDS = 180
-_IN_CHILD = {"pdf", "docx"}
+_IN_CHILD = {"pdf", "docx", "pptx", "xlsx", "odt", "epub", "rtf", "eml"}
 
 
 def _limit() -> None:

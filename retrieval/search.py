@@ -1,4 +1,5 @@
-"""Hybrid search: PostgreSQL full-text and pgvector, fused by rank.
+"""Hybrid search: BM25 over PostgreSQL full-text terms and pgvector, fused
+by rank.
 
 Each ranking is one SQL query filtered by tenant, collections and
 document metadata. Reciprocal rank fusion adds 1 / (k + rank) over the
@@ -89,24 +90,61 @@ async def dense(
     return [(dict(r), 1.0 - float(r["distance"])) for r in ranked]
 
 
+# Each query term reads at most this many of its postings, best impact
+# first: the long tails of common words decide no top ten.
+POSTINGS_PER_TERM = 1000
+_K1, _B = 1.2, 0.75
+
+# Okapi BM25 over the collections' postings (server/migrations/0006).
+_BM25 = f"""
+WITH query AS (
+    SELECT DISTINCT lexeme AS term FROM unnest(to_tsvector('english', $4))
+), totals AS (
+    SELECT greatest(sum(lexical_chunks), 1)::float8 AS chunks,
+           greatest(sum(lexical_length)::float8
+                    / greatest(sum(lexical_chunks), 1), 1) AS avgdl
+    FROM collections WHERE id = ANY($2::text[])
+), terms AS (
+    SELECT t.id, sum(t.df) OVER (PARTITION BY t.term) AS df
+    FROM lexical_terms t
+    WHERE t.collection_id = ANY($2::text[])
+      AND t.term IN (SELECT term FROM query)
+), scored AS (
+    SELECT p.chunk_id,
+           sum(ln(1 + (n.chunks - terms.df + 0.5) / (terms.df + 0.5))
+               * p.tf * {_K1 + 1} / (p.tf + {_K1}
+                   * ({1 - _B} + {_B} * p.length / n.avgdl))) AS score
+    FROM terms CROSS JOIN totals n CROSS JOIN LATERAL (
+        SELECT chunk_id, tf, length FROM lexical_postings
+        WHERE term_id = terms.id ORDER BY impact DESC LIMIT $7
+    ) p
+    GROUP BY p.chunk_id ORDER BY score DESC LIMIT $8
+)
+{_SELECT}, s.score AS rank
+FROM scored s JOIN chunks c ON c.id = s.chunk_id
+JOIN documents d ON d.id = c.document_id
+WHERE c.tenant = $1 AND c.collection_id = ANY($2::text[])
+  AND ($3::jsonb IS NULL OR d.metadata @> $3::jsonb)
+  AND ($6::text[] IS NULL OR c.document_id = ANY($6::text[]))
+ORDER BY rank DESC LIMIT $5
+"""
+
+
 async def words(
     conn: asyncpg.Connection, *, tenant: str, collections: list[str],
     where: dict | None, query: str, limit: int, documents: list[str] | None = None,
 ) -> list[tuple[dict, float]]:  # fmt: skip
-    terms = lexical.query_terms(query)
-    if not terms:
-        return []
-    # The tsquery is a join so that it is parsed once.
-    rows = await conn.fetch(
-        f"{_SELECT}, ts_rank(c.tsv, q, 1) AS rank"
-        " FROM chunks c JOIN documents d ON d.id = c.document_id,"
-        " to_tsquery('english', $4) q"
-        " WHERE c.tenant = $1 AND c.collection_id = ANY($2::text[])"
-        " AND ($3::jsonb IS NULL OR d.metadata @> $3::jsonb)"
-        " AND ($6::text[] IS NULL OR c.document_id = ANY($6::text[]))"
-        " AND c.tsv @@ q ORDER BY rank DESC LIMIT $5",
-        tenant, collections, _json(where), terms, limit, documents,
-    )  # fmt: skip
+    text = lexical.document_text(query)
+    filtered = bool(where) or documents is not None
+    # A filter applies after scoring, so a filtered search first tries the
+    # top postings and, if the filter leaves too few, scores them all.
+    for cap in (POSTINGS_PER_TERM, None):
+        rows = await conn.fetch(
+            _BM25, tenant, collections, _json(where), text, limit, documents,
+            cap, None if filtered else limit,
+        )  # fmt: skip
+        if len(rows) >= limit or not filtered:
+            break
     return [(dict(r), float(r["rank"])) for r in rows]
 
 

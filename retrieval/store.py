@@ -327,17 +327,21 @@ async def replace_chunks(
         if doc is None or doc["content_sha256"] != sha256:
             return False
         await conn.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
-        await conn.executemany(
+        # One statement, so that the lexical index's trigger runs once.
+        await conn.execute(
             "INSERT INTO chunks (tenant, collection_id, document_id, ordinal, text,"
             " context, section, page_start, page_end, char_start, char_end, tokens,"
-            " embedding, tsv) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-            " $12, $13::vector, to_tsvector('english', $14))",
-            [
-                (doc["tenant"], doc["collection_id"], document_id, r.ordinal, r.text,
-                 r.context, r.section, r.page_start, r.page_end, r.char_start,
-                 r.char_end, r.tokens, _vector(r.embedding), r.lexical)
-                for r in rows
-            ],
+            " embedding, tsv) SELECT $1, $2, $3, r.ordinal, r.text, r.context,"
+            " r.section, r.page_start, r.page_end, r.char_start, r.char_end,"
+            " r.tokens, r.embedding::vector, to_tsvector('english', r.lexical)"
+            " FROM unnest($4::int[], $5::text[], $6::text[], $7::text[], $8::int[],"
+            " $9::int[], $10::int[], $11::int[], $12::int[], $13::text[],"
+            " $14::text[]) AS r(ordinal, text, context, section, page_start,"
+            " page_end, char_start, char_end, tokens, embedding, lexical)",
+            doc["tenant"], doc["collection_id"], document_id,
+            *_columns(rows, "ordinal", "text", "context", "section", "page_start",
+                      "page_end", "char_start", "char_end", "tokens"),
+            [_vector(r.embedding) for r in rows], [r.lexical for r in rows],
         )  # fmt: skip
         await conn.execute(
             "UPDATE documents SET state = 'ready', stage = 'done', error = NULL,"
@@ -347,6 +351,10 @@ async def replace_chunks(
             document_id, len(rows), text, format, pages, title,
         )  # fmt: skip
     return True
+
+
+def _columns(rows: list[ChunkRow], *names: str) -> list[list]:
+    return [[getattr(r, name) for r in rows] for name in names]
 
 
 def _vector(values: list[float]) -> str:

@@ -10,6 +10,8 @@ import uuid
 import httpx
 import pytest
 
+from tests import office_files
+
 pytestmark = pytest.mark.stack
 
 _NOTES = (
@@ -111,3 +113,27 @@ def test_cjk_text_is_found_by_a_cjk_query(api, collection):
     assert _settled(api, collection, doc["id"])["state"] == "ready"
     hits = _search(api, collection, "日本の首都", mode="lexical")
     assert hits and hits[0]["document_id"] == doc["id"]
+
+
+@pytest.mark.parametrize(
+    "name,build,query,page",
+    [("deck.pptx", office_files.pptx_file, "region revenue grew", 2),
+     ("book.xlsx", office_files.xlsx_file, "North units price", None),
+     ("guide.odt", office_files.odt_file, "mallard teal species", None),
+     ("winter.epub", office_files.epub_file, "rinks freeze december", None),
+     ("plans.eml", office_files.email_file, "petting zoo noon", None),
+     ("menu.rtf", lambda: office_files.RTF.encode(), "espresso costs", None)],
+)  # fmt: skip
+def test_office_formats_are_indexed_and_found(
+    api, collection, name, build, query, page
+):
+    doc = _upload(api, collection, name, build())
+    settled = _settled(api, collection, doc["id"])
+    assert settled["state"] == "ready", settled
+    assert settled["format"] == name.rsplit(".", 1)[1]
+
+    hits = _search(api, collection, query, mode="lexical")
+    assert hits and hits[0]["document_id"] == doc["id"]
+    if page is not None:
+        # The slide it came from; a small deck may be one chunk.
+        assert hits[0]["page_start"] <= page <= hits[0]["page_end"]

@@ -8,38 +8,13 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 
 from retrieval.parsed import Block, ParsedDocument
+from retrieval.parsers import archive
 from retrieval.parsers.text import clean
 from server.errors import UnparseableDocument
 
-MAX_INFLATED_BYTES = 256 * 1024 * 1024
-MAX_RATIO = 200
 _HEADING_STYLE = re.compile(r"^(?:heading|überschrift|titre)\s*(\d)", re.I)
-
-
-def check_archive(data: bytes, filename: str) -> None:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-        raise UnparseableDocument(
-            f"{filename!r} is not a valid DOCX (the ZIP is damaged: {exc}); "
-            "open and save it again in Word or LibreOffice."
-        ) from exc
-    inflated = sum(info.file_size for info in infos)
-    packed = max(1, sum(info.compress_size for info in infos))
-    if inflated > MAX_INFLATED_BYTES or inflated / packed > MAX_RATIO:
-        raise UnparseableDocument(
-            f"{filename!r} expands to {inflated} bytes from {packed} (a ZIP "
-            "bomb?); it was not opened. Upload the document saved normally."
-        )
-    if "word/document.xml" not in {info.filename for info in infos}:
-        raise UnparseableDocument(
-            f"{filename!r} has no word/document.xml, so it is not a Word "
-            "document; save it as .docx and upload it again."
-        )
 
 
 def _paragraph_block(paragraph) -> Block | None:
@@ -71,7 +46,7 @@ def _table_block(table) -> Block:
 
 
 def parse(data: bytes, filename: str) -> ParsedDocument:
-    check_archive(data, filename)
+    archive.open_archive(data, filename, kind="docx", required="word/document.xml")
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph

@@ -72,7 +72,9 @@ class _Walker:
             self.walk(tag)
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
+def parse(data: bytes | str, filename: str) -> ParsedDocument:
+    """``data`` is bytes from a file, or text already decoded (an e-mail's
+    HTML part), which then cannot be misread by a stale meta charset."""
     with warnings.catch_warnings():
         # XHTML and fragments warn that they look like XML or a URL; the HTML
         # parser still reads them correctly.

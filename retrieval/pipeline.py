@@ -26,6 +26,7 @@ from server.jobs import store as job_store
 from server.metrics import CHUNKS_INDEXED, DOCUMENTS_INDEXED
 from server.settings import get_settings
 from workers.hosting import hosted
+from workers.job_sink import JobCancelled, cancel_requested
 from workers.jobdb import worker_database
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,11 @@ class _Progress:
         self.document_id, self.sha256 = document_id, sha256
 
     def __call__(self, stage: str, **counts: int) -> None:
+        """Note the stage; stop here if the job was cancelled, so that a
+        cancelled job never writes its chunks."""
+        state = hosted()
+        if cancel_requested(state.redis, namespace=state.namespace, job_id=self.job_id):
+            raise JobCancelled()
         progress = {"stage": stage, "document_id": self.document_id, **counts}
         db = worker_database()
         db.run(
@@ -64,6 +70,15 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
     try:
         return _index(job, doc, sha256)
+    except JobCancelled:
+        DOCUMENTS_INDEXED.labels("cancelled").inc()
+        worker_database().run(
+            store.fail_document, document_id=document_id, sha256=sha256,
+            error={"code": "cancelled", "message": "The ingestion job was "
+                   "cancelled before the document was indexed; upload it again "
+                   "to index it."},
+        )  # fmt: skip
+        raise
     except Exception as exc:
         # Counted per attempt: a retried document counts again.
         DOCUMENTS_INDEXED.labels("failed").inc()

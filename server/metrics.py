@@ -107,7 +107,7 @@ MODEL_LOAD = Histogram(
 # Ingestion workers: one sample per document attempt (retrieval.pipeline).
 DOCUMENTS_INDEXED = Counter(
     "hearth_documents_indexed_total",
-    "Document ingestion attempts, by outcome (indexed, superseded, failed).",
+    "Document ingestion attempts, by outcome (indexed, superseded, failed, cancelled).",
     ["outcome"],
 )
 CHUNKS_INDEXED = Counter(

@@ -177,6 +177,52 @@ def test_worker_killed_mid_document_leaves_nothing_then_indexes_once(
     assert history[0] == (1, "worker_lost") and job["attempts"] == 2, job
 
 
+@pytest.mark.stack
+def test_a_job_cancelled_mid_document_writes_nothing_and_says_so(
+    api, collection, hearth_url, embedding_model
+):
+    worker = _embedding_worker(hearth_url, embedding_model)
+    reply = api.post(f"/collections/{collection}/documents",
+                     files={"file": ("survey.txt", _document())})  # fmt: skip
+    doc = reply.json()["data"][0]
+    path = f"/collections/{collection}/documents/{doc['id']}"
+
+    def mid_embedding():
+        now = api.get(path).json()
+        if now["stage"] == "embedding" and (now["progress"] or {}).get("embedded"):
+            return now
+        assert now["state"] not in ("ready", "failed"), now
+        return None
+
+    # Frozen between two batches, so that the cancel surely lands mid-run.
+    _wait_for("a batch of embeddings", mid_embedding, timeout=180)
+    os.kill(worker["pid"], signal.SIGSTOP)
+    try:
+        cancelled = api.post(f"/jobs/{doc['job_id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+    finally:
+        os.kill(worker["pid"], signal.SIGCONT)
+
+    def settled(path: str):
+        now = api.get(path).json()
+        return now if now["state"] in ("ready", "failed") else None
+
+    final = _wait_for("the worker to stop", lambda: settled(path), timeout=120)
+    assert final["state"] == "failed" and final["error"]["code"] == "cancelled"
+    assert final["chunk_count"] == 0 and _visible(api, collection) == []
+    assert api.get(f"/jobs/{doc['job_id']}").json()["state"] == "cancelled"
+
+    # The worker goes on serving: the next document is indexed.
+    reply = api.post(
+        f"/collections/{collection}/documents",
+        files={"file": ("next.txt", b"After the cancel comes a reply.")},
+    )
+    nxt = reply.json()["data"][0]
+    path = f"/collections/{collection}/documents/{nxt['id']}"
+    indexed = _wait_for("the next document", lambda: settled(path), timeout=120)
+    assert indexed["state"] == "ready", indexed
+
+
 def test_a_worker_restarted_under_its_name_does_not_keep_the_old_jobs(
     valkey, monkeypatch
 ):

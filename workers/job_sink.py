@@ -19,6 +19,19 @@ _CANCEL_CHECK_S = 0.1
 _PROGRESS_EVERY_S = 1.0
 
 
+class JobCancelled(Exception):
+    """The job was cancelled while it ran; its row already says so."""
+
+
+def cancel_requested(client: redis.Redis, *, namespace: str, job_id: str) -> bool:
+    """Whether POST /v1/jobs/{id}/cancel (or a file batch's cancel) asked
+    the job to stop. Redis down: no, and the result row decides."""
+    try:
+        return bool(client.exists(protocol.cancel_key(namespace, job_id)))
+    except redis.RedisError:
+        return False
+
+
 class JobSink:
     def __init__(
         self,
@@ -33,7 +46,7 @@ class JobSink:
         self.reasons: list[str | None] = [None] * n
         self.tokens = 0
         self._client = client
-        self._cancel_key = protocol.cancel_key(namespace, job_id)
+        self._namespace, self._job_id = namespace, job_id
         self._on_progress = on_progress
         self._checked_at = 0.0
         self._noted_at = time.monotonic()
@@ -54,9 +67,7 @@ class JobSink:
         now = time.monotonic()
         if not self._cancelled and now - self._checked_at >= _CANCEL_CHECK_S:
             self._checked_at = now
-            try:
-                self._cancelled = bool(self._client.exists(self._cancel_key))
-            except redis.RedisError:
-                # Redis down: keep generating; the result row decides.
-                return False
+            self._cancelled = cancel_requested(
+                self._client, namespace=self._namespace, job_id=self._job_id
+            )
         return self._cancelled

@@ -31,7 +31,7 @@ from workers import protocol
 from workers.backends.base import ChatInput, GenerationParams
 from workers.celery_app import celery_app
 from workers.hosting import hosted
-from workers.job_sink import JobSink
+from workers.job_sink import JobCancelled, JobSink
 from workers.jobdb import worker_database
 
 log = structlog.get_logger(__name__)
@@ -76,21 +76,17 @@ def _infer(job: dict[str, Any]) -> dict[str, Any]:
     chat = ChatInput(messages=payload.get("messages"), prompt=payload.get("prompt"))
     usage = backend.generate(request_id=job["id"], chat=chat, params=params, sink=sink)
     if sink.cancelled():
-        raise _Cancelled()
+        raise JobCancelled()
     return completion_body(
         job_id=job["id"], model=asked_for, chat=job["endpoint"] == states.CHAT,
         texts=sink.texts, reasons=sink.reasons, usage=usage.as_dict(),
     )  # fmt: skip
 
 
-class _Cancelled(Exception):
-    """The job was cancelled while it ran; its row already says so."""
-
-
 def _outcome(job: dict[str, Any]) -> tuple[dict | None, dict | None]:
     try:
         return _infer(job), None
-    except _Cancelled:
+    except JobCancelled:
         return None, {"code": "cancelled", "status": 499, "message": "cancelled"}
     except HearthError as exc:
         return None, _error(exc)

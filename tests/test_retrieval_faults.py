@@ -127,6 +127,22 @@ def _all_chunks(api, collection: str) -> dict[str, int]:
     return found
 
 
+def _freeze_mid_embedding(api, path: str, pid: int) -> None:
+    """SIGSTOP the worker once the document has a batch embedded and more
+    to go: nothing of it is written yet."""
+
+    def mid_embedding():
+        now = api.get(path).json()
+        progress = now["progress"] or {}
+        if now["stage"] == "embedding" and progress.get("embedded", 0) >= EMBED_BATCH:
+            return now
+        assert now["state"] not in ("ready", "failed"), now
+        return None
+
+    _wait_for("a batch of embeddings", mid_embedding, timeout=180)
+    os.kill(pid, signal.SIGSTOP)
+
+
 @pytest.mark.stack
 def test_worker_killed_mid_document_leaves_nothing_then_indexes_once(
     api, collection, hearth_url, embedding_model
@@ -138,16 +154,7 @@ def test_worker_killed_mid_document_leaves_nothing_then_indexes_once(
     doc = reply.json()["data"][0]
     path = f"/collections/{collection}/documents/{doc['id']}"
 
-    def mid_embedding():
-        now = api.get(path).json()
-        progress = now["progress"] or {}
-        if now["stage"] == "embedding" and progress.get("embedded", 0) >= EMBED_BATCH:
-            return now
-        assert now["state"] not in ("ready", "failed"), now
-        return None
-
-    _wait_for("a batch of embeddings", mid_embedding, timeout=180)
-    os.kill(worker["pid"], signal.SIGSTOP)
+    _freeze_mid_embedding(api, path, worker["pid"])
     try:
         frozen = api.get(path).json()
         assert frozen["stage"] == "embedding", frozen
@@ -187,16 +194,8 @@ def test_a_job_cancelled_mid_document_writes_nothing_and_says_so(
     doc = reply.json()["data"][0]
     path = f"/collections/{collection}/documents/{doc['id']}"
 
-    def mid_embedding():
-        now = api.get(path).json()
-        if now["stage"] == "embedding" and (now["progress"] or {}).get("embedded"):
-            return now
-        assert now["state"] not in ("ready", "failed"), now
-        return None
-
     # Frozen between two batches, so that the cancel surely lands mid-run.
-    _wait_for("a batch of embeddings", mid_embedding, timeout=180)
-    os.kill(worker["pid"], signal.SIGSTOP)
+    _freeze_mid_embedding(api, path, worker["pid"])
     try:
         cancelled = api.post(f"/jobs/{doc['job_id']}/cancel")
         assert cancelled.status_code == 200, cancelled.text

@@ -83,8 +83,10 @@ class Dispatcher:
     async def admit(self, spec: ModelSpec, priority: protocol.Priority) -> str:
         if not await self.live_workers(spec.name):
             raise NoLiveWorker(
-                f"No worker is serving model {spec.name!r}; start one with "
-                f"`hearth worker --models {spec.name}` and retry.",
+                f"No worker is serving model {spec.name!r}. If Hearth has just "
+                "started, it is still loading (GET /readyz shows when it is "
+                "live); otherwise start one with "
+                f"`hearth worker --models {spec.name}`. Then retry.",
                 param="model",
                 retry_after=5,
             )

@@ -180,9 +180,30 @@ def start_stack(
     return env
 
 
-def announce_ready(settings: Settings) -> None:
+def stack_is_ready(base_url: str) -> bool:
+    """Every model has a live worker (what /readyz checks)."""
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _public_url(settings: Settings) -> str:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"Hearth is ready on http://{host}:{settings.port}/v1", flush=True)
+    return f"http://{host}:{settings.port}/v1"
+
+
+def announce_loading(settings: Settings) -> None:
+    # A first start converts the chat model (about 30 s): say why it waits.
+    print(
+        f"Hearth's API is up on {_public_url(settings)}; loading models "
+        "(GET /readyz shows which are live)",
+        flush=True,
+    )
+
+
+def announce_ready(settings: Settings) -> None:
+    print(f"Hearth is ready on {_public_url(settings)}", flush=True)
 
 
 def run_supervisor(settings: Settings) -> int:
@@ -216,11 +237,15 @@ def run_supervisor(settings: Settings) -> int:
                 settings=settings, catalog=catalog, registry=registry, env=env,
                 autoscaler=autoscaler,
             )  # fmt: skip
-            announce_ready(settings)
+            announce_loading(settings)
+            ready = False
             while not stopping.is_set():
                 registry.check()
                 autoscaler.tick()
                 reloader.tick()
+                if not ready and stack_is_ready(local_url(settings)):
+                    announce_ready(settings)
+                    ready = True
                 stopping.wait(WATCH_INTERVAL_S)
         except StartupInterrupted:
             log.info("start interrupted")

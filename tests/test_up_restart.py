@@ -72,3 +72,31 @@ def test_restart_keeps_usage_records(tmp_path):
         assert _embedding_requests(url) == 3
     finally:
         second.stop_all()
+
+
+def test_ready_is_announced_once_every_model_has_a_worker(tmp_path):
+    port = free_port()
+    env = base_env(
+        HEARTH_DATA_DIR=str(tmp_path / "data"),
+        HEARTH_BUNDLED_MODELS="false",
+        HEARTH_MODELS_FILE=_models_file(tmp_path),
+    )
+    processes = Processes(logdir=tmp_path / "run", env=env)
+    up = processes.start("up", "up", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 180
+        while "Hearth is ready" not in (text := up.log.read_text()):
+            assert up.popen.poll() is None, processes.logs()
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+
+        # The moment it says so, a request for the model is served.
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/embeddings",
+            json={"model": MINILM, "input": "ready?"},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        assert text.index("loading models") < text.index("Hearth is ready")
+    finally:
+        processes.stop_all()

@@ -1,10 +1,11 @@
 """SQL for collections, documents and chunks, for the API and the workers.
 
 Every read a caller can reach takes the tenant and filters by it in SQL.
-A document's chunks are replaced in one transaction, under the document's
-row lock, and only if the document still holds the bytes that were parsed:
-a search sees the old chunks or the new ones, never a mix, and a slow
-attempt cannot overwrite a newer upload.
+A document's chunks are replaced in one transaction, under the
+collection's and then the document's row lock, and only if the document
+still holds the bytes that were parsed: a search sees the old chunks or
+the new ones, never a mix, and a slow attempt cannot overwrite a newer
+upload.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -51,6 +52,19 @@ async def require_chunks_table(conn: Conn) -> None:
 
 
 # Collections.
+
+
+async def lock_collection(
+    conn: Conn, collection_id: str, *, strength: Literal["UPDATE", "NO KEY UPDATE"]
+) -> bool:
+    """Lock the collection's row (False if it is gone). Everything that
+    writes or deletes chunks takes this lock first, as the lexical
+    index's triggers update the row: a delete and an indexing job that
+    took their locks in opposite orders would deadlock."""
+    found = await conn.fetchval(
+        f"SELECT 1 FROM collections WHERE id = $1 FOR {strength}", collection_id
+    )
+    return found is not None
 
 
 async def create_collection(
@@ -132,6 +146,8 @@ async def delete_collection(
         " AND file_id IS NOT NULL",
         found["id"], tenant,
     )  # fmt: skip
+    # The row goes too, so the strongest lock, before any chunk.
+    await lock_collection(conn, found["id"], strength="UPDATE")
     if await conn.fetchval("SELECT to_regclass('chunks') IS NOT NULL"):
         await conn.execute("DELETE FROM chunks WHERE collection_id = $1", found["id"])
     await conn.execute(
@@ -254,6 +270,7 @@ async def delete_document(
     found = await get_document(
         conn, tenant=tenant, collection_id=collection_id, document_id=document_id
     )
+    await lock_collection(conn, collection_id, strength="NO KEY UPDATE")
     if await conn.fetchval("SELECT to_regclass('chunks') IS NOT NULL"):
         await conn.execute("DELETE FROM chunks WHERE document_id = $1", document_id)
     await conn.execute("DELETE FROM documents WHERE id = $1", document_id)
@@ -319,6 +336,13 @@ async def replace_chunks(
     """Swap the document's chunks for ``rows`` in one transaction; False
     (nothing written) if the document was deleted or got newer bytes."""
     async with conn.transaction():
+        collection_id = await conn.fetchval(
+            "SELECT collection_id FROM documents WHERE id = $1", document_id
+        )
+        if collection_id is None or not await lock_collection(
+            conn, collection_id, strength="NO KEY UPDATE"
+        ):
+            return False
         doc = await conn.fetchrow(
             "SELECT tenant, collection_id, content_sha256 FROM documents"
             " WHERE id = $1 FOR UPDATE",

@@ -255,3 +255,47 @@ def test_the_index_is_built_for_chunks_written_before_it(database_url):
         ]
 
     run(database_url, work)
+
+
+def test_deleting_a_collection_while_a_document_is_written_does_not_deadlock(
+    database_url,
+):
+    async def main():
+        writer = await asyncpg.connect(database_url)
+        deleter = await asyncpg.connect(database_url)
+        try:
+            collection = await _collection(writer, "race")
+            texts = [f"lantern {i} wick oil glass" for i in range(2000)]
+            sha = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+            placed = await store.place_document(
+                writer, tenant=TENANT, collection_id=collection,
+                incoming=store.Incoming(filename="big.txt", title=None, metadata={},
+                                        file_id="f", sha256=sha, size=1),
+            )  # fmt: skip
+            document = placed.document["id"]
+            writing = asyncio.create_task(_index(writer, document, sha, texts))
+
+            # Delete while the writer is inserting the chunks.
+            pid = writer.get_server_pid()
+            while not await deleter.fetchval(
+                "SELECT query LIKE 'INSERT INTO chunks%' FROM pg_stat_activity"
+                " WHERE pid = $1 AND state = 'active'", pid,
+            ):  # fmt: skip
+                assert not writing.done(), "the chunks were written too fast"
+                await asyncio.sleep(0.002)
+            async with deleter.transaction():
+                await store.delete_collection(deleter, tenant=TENANT, ref=collection)
+            await writing
+
+            assert await deleter.fetchval(
+                "SELECT count(*) FROM chunks WHERE collection_id = $1", collection
+            ) == 0  # fmt: skip
+            assert await deleter.fetchval(
+                "SELECT count(*) FROM lexical_postings p WHERE NOT EXISTS"
+                " (SELECT 1 FROM chunks c WHERE c.id = p.chunk_id)"
+            ) == 0  # fmt: skip
+        finally:
+            await writer.close()
+            await deleter.close()
+
+    asyncio.run(main())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 
 from retrieval import sandbox
@@ -212,10 +214,16 @@ def test_new_formats_are_parsed_in_the_sandbox(tmp_path, monkeypatch, name, buil
     def in_process(data, filename):
         raise AssertionError(f"{filename} was parsed in the worker process")
 
-    # The child process has its own, untouched ``parse``.
-    monkeypatch.setattr(sandbox, "parse", in_process)
-    path = tmp_path / "upload"
-    path.write_bytes(build())
+    def unopened(*args, **kwargs):
+        raise AssertionError("a ZIP was opened in the worker process")
 
+    data = build()
+    expected = parse(data, name).text
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+
+    # The child process has its own, untouched ``parse`` and ``zipfile``.
+    monkeypatch.setattr(sandbox, "parse", in_process)
+    monkeypatch.setattr(zipfile, "ZipFile", unopened)
     doc = sandbox.parse_file(path, name)
-    assert doc.text == parse(build(), name).text
+    assert doc.text == expected

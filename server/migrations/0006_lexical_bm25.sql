@@ -11,9 +11,10 @@
 --
 -- Triggers on chunks keep all of it in step, in the transaction that
 -- writes or deletes the chunks, whatever the writer. The collection's
--- row holds its chunk count and total length; writers update it before
--- any term, so that writers of one collection queue on that row and their
--- term updates cannot deadlock.
+-- row holds its chunk count and total length; the triggers update it
+-- before any term, and Hearth's writers and deleters lock it before any
+-- document or chunk (retrieval/store.py), so that everything that changes
+-- one collection's chunks queues on that row instead of deadlocking.
 --
 -- Like the chunks, this needs pgvector's schema first: the function that
 -- creates the retrieval tables now creates these too.

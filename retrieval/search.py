@@ -20,6 +20,7 @@ import numpy as np
 from retrieval import lexical
 from retrieval.store import require_chunks_table
 from server.dispatch import Dispatcher, new_request_id
+from server.errors import InvalidRequest
 from workers import protocol
 from workers.specs import ModelCatalog
 
@@ -57,6 +58,12 @@ class Hit:
 async def embed_query(
     dispatcher: Dispatcher, catalog: ModelCatalog, model: str, text: str
 ) -> list[float]:
+    if "\x00" in text:
+        # PostgreSQL would refuse it anyway: say so before embedding it.
+        raise InvalidRequest(
+            "The query contains NUL characters; remove them and retry.",
+            param="query",
+        )
     spec = catalog.get(model)
     request_id = new_request_id("qry")
     payload = {"request_id": request_id, "model": spec.name, "input": [text]}

@@ -28,17 +28,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
+def row_of(
+    record: asyncpg.Record | None, json_columns: tuple[str, ...] = _JSON
+) -> dict[str, Any] | None:
+    """The record as a dict, its JSON columns decoded."""
     if record is None:
         return None
     row = dict(record)
-    for name in _JSON:
+    for name in json_columns:
         if isinstance(row.get(name), str):
             row[name] = json.loads(row[name])
     return row
 
 
-def _dumps(value: Any) -> str | None:
+def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
@@ -76,7 +79,7 @@ async def create_collection(
         " embedding_model, chunk_tokens, chunk_overlap)"
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)"
         " ON CONFLICT (tenant, name) DO NOTHING RETURNING *",
-        new_id("col"), tenant, name, description, _dumps(metadata),
+        new_id("col"), tenant, name, description, dumps(metadata),
         embedding_model, chunk_tokens, chunk_overlap,
     )  # fmt: skip
     if row is None:
@@ -85,7 +88,7 @@ async def create_collection(
             "use the existing one (GET /v1/collections).",
             param="name",
         )
-    return _row(row)
+    return row_of(row)
 
 
 async def get_collection(conn: Conn, *, tenant: str, ref: str) -> dict[str, Any]:
@@ -98,7 +101,7 @@ async def get_collection(conn: Conn, *, tenant: str, ref: str) -> dict[str, Any]
     )  # fmt: skip
     if row is None:
         raise NotFound(f"No collection {ref!r}; list yours with GET /v1/collections.")
-    return _row(row)
+    return row_of(row)
 
 
 async def list_collections(
@@ -112,7 +115,7 @@ async def list_collections(
         " ORDER BY c.created_at DESC, c.id DESC LIMIT $3",
         tenant, after, limit + 1,
     )  # fmt: skip
-    return [_row(r) for r in rows[:limit]], len(rows) > limit
+    return [row_of(r) for r in rows[:limit]], len(rows) > limit
 
 
 async def update_collection(
@@ -126,7 +129,7 @@ async def update_collection(
             " description = coalesce($4, description),"
             " metadata = coalesce($5::jsonb, metadata), updated_at = now()"
             " WHERE id = $1 AND tenant = $2",
-            found["id"], tenant, name, description, _dumps(metadata),
+            found["id"], tenant, name, description, dumps(metadata),
         )  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(
@@ -195,7 +198,7 @@ async def place_document(
         collection_id, tenant, incoming.sha256,
     )  # fmt: skip
     if same is not None:
-        return Placed(document=_row(same), action="unchanged")
+        return Placed(document=row_of(same), action="unchanged")
 
     old = await conn.fetchrow(
         "SELECT id, file_id FROM documents WHERE collection_id = $1 AND tenant = $2"
@@ -209,10 +212,10 @@ async def place_document(
             " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, 'queued', 'queued')"
             f" RETURNING {_DOC_COLUMNS}",
             new_id("doc"), tenant, collection_id, incoming.filename, incoming.title,
-            _dumps(incoming.metadata), incoming.file_id, incoming.sha256,
+            dumps(incoming.metadata), incoming.file_id, incoming.sha256,
             incoming.size,
         )  # fmt: skip
-        return Placed(document=_row(row), action="created")
+        return Placed(document=row_of(row), action="created")
 
     # Its old chunks stay searchable until the new ones replace them.
     row = await conn.fetchrow(
@@ -221,10 +224,10 @@ async def place_document(
         " state = 'queued', stage = 'queued', progress = NULL, error = NULL,"
         " updated_at = now() WHERE id = $1"
         f" RETURNING {_DOC_COLUMNS}",
-        old["id"], incoming.title, _dumps(incoming.metadata), incoming.file_id,
+        old["id"], incoming.title, dumps(incoming.metadata), incoming.file_id,
         incoming.sha256, incoming.size,
     )  # fmt: skip
-    return Placed(document=_row(row), action="replaced", stale_file_id=old["file_id"])
+    return Placed(document=row_of(row), action="replaced", stale_file_id=old["file_id"])
 
 
 async def set_job(conn: Conn, *, document_id: str, job_id: str) -> None:
@@ -246,7 +249,7 @@ async def get_document(
             f"No document {document_id!r} in this collection; list them with "
             "GET /v1/collections/{id}/documents."
         )
-    return _row(row)
+    return row_of(row)
 
 
 async def list_documents(
@@ -261,7 +264,7 @@ async def list_documents(
         " ORDER BY created_at, id LIMIT $4",
         tenant, collection_id, after, limit + 1, state,
     )  # fmt: skip
-    return [_row(r) for r in rows[:limit]], len(rows) > limit
+    return [row_of(r) for r in rows[:limit]], len(rows) > limit
 
 
 async def delete_document(
@@ -290,7 +293,7 @@ async def document_for_job(conn: Conn, *, document_id: str) -> dict[str, Any] | 
         " WHERE d.id = $1",
         document_id,
     )
-    return _row(row)
+    return row_of(row)
 
 
 async def note_stage(
@@ -300,7 +303,7 @@ async def note_stage(
         "UPDATE documents SET state = 'processing', stage = $3,"
         " progress = $4::jsonb, updated_at = now()"
         " WHERE id = $1 AND content_sha256 = $2",
-        document_id, sha256, stage, _dumps(progress),
+        document_id, sha256, stage, dumps(progress),
     )  # fmt: skip
 
 
@@ -310,7 +313,7 @@ async def fail_document(
     await conn.execute(
         "UPDATE documents SET state = 'failed', stage = 'failed', error = $3::jsonb,"
         " updated_at = now() WHERE id = $1 AND content_sha256 = $2",
-        document_id, sha256, _dumps(error),
+        document_id, sha256, dumps(error),
     )  # fmt: skip
 
 

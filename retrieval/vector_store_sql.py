@@ -10,13 +10,13 @@ can reach filters by tenant in SQL.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 import asyncpg
 
-from retrieval.store import Conn
+from retrieval.store import Conn, row_of
+from retrieval.store import dumps as _dumps
 from server.errors import Conflict, NotFound
 
 # OpenAI's four file statuses, from the document's state and its job's.
@@ -75,17 +75,7 @@ def new_batch_id() -> str:
 
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    row = dict(record)
-    for name in ("metadata", "error", "job_error"):
-        if isinstance(row.get(name), str):
-            row[name] = json.loads(row[name])
-    return row
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return row_of(record, ("metadata", "error", "job_error"))
 
 
 def _walk(order: str, *, backwards: bool) -> tuple[str, str]:

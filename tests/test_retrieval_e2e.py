@@ -137,3 +137,11 @@ def test_office_formats_are_indexed_and_found(
     if page is not None:
         # The slide it came from; a small deck may be one chunk.
         assert hits[0]["page_start"] <= page <= hits[0]["page_end"]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_a_query_with_nul_characters_is_refused(api, collection, mode):
+    reply = api.post(f"/collections/{collection}/search",
+                     json={"query": "kettle\u0000descaling", "mode": mode})  # fmt: skip
+    assert reply.status_code == 400, reply.text
+    assert "NUL" in reply.json()["error"]["message"]

@@ -101,6 +101,7 @@ async def dense(
 # Each query term reads at most this many of its postings, best impact
 # first: the long tails of common words decide no top ten.
 POSTINGS_PER_TERM = 1000
+# The postings' impacts (the order they are read in) use the same k1 and b.
 _K1, _B = 1.2, 0.75
 
 # Okapi BM25 over the collections' postings (server/migrations/0006).

@@ -466,6 +466,96 @@ def test_responses_unsupported_tool_is_400(client, chat_model):
     assert exc_info.value.param == "tools[0].type"
 
 
+SHORT = {"max_output_tokens": 8, "temperature": 0}
+
+
+def _texts(items) -> list[str]:
+    return [part.text for item in items for part in item.content]
+
+
+def test_responses_are_stored_listed_and_deleted(client, chat_model):
+    created = client.responses.create(
+        model=chat_model, instructions="Be brief.",
+        input=[{"role": "user", "content": "Name a colour."}], **SHORT,
+    )  # fmt: skip
+    assert created.store is True
+    assert client.responses.retrieve(created.id) == created
+
+    items = client.responses.input_items.list(created.id)
+    assert _texts(items.data) == ["Name a colour."]
+    assert items.data[0].role == "user" and items.has_more is False
+
+    deleted = client.responses.delete(created.id)
+    assert deleted is None  # the SDK drops the body; check it over HTTP below
+    with pytest.raises(openai.NotFoundError) as exc_info:
+        client.responses.retrieve(created.id)
+    assert exc_info.value.code == "not_found"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(created.id)
+
+
+def test_response_delete_body(client, chat_model, base_url, api_key):
+    created = client.responses.create(model=chat_model, input="Hi.", **SHORT)
+    answer = httpx.delete(
+        f"{base_url}/responses/{created.id}",
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {"id": created.id, "object": "response", "deleted": True}
+
+
+def test_previous_response_id_carries_the_conversation(client, chat_model):
+    first = client.responses.create(
+        model=chat_model, instructions="Answer in French.",
+        input="My cat is called Tobermory.", **SHORT,
+    )  # fmt: skip
+    second = client.responses.create(
+        model=chat_model, input="What is my cat called?",
+        previous_response_id=first.id, **SHORT,
+    )  # fmt: skip
+    assert second.previous_response_id == first.id
+    assert second.instructions is None
+
+    items = client.responses.input_items.list(second.id, order="asc")
+    assert _texts(items.data) == [
+        "My cat is called Tobermory.",
+        first.output_text,
+        "What is my cat called?",
+    ]
+    assert [item.role for item in items.data] == ["user", "assistant", "user"]
+    newest = client.responses.input_items.list(second.id, limit=1)
+    assert _texts(newest.data) == ["What is my cat called?"] and newest.has_more
+
+
+def test_unknown_previous_response_id_is_400(client, chat_model):
+    with pytest.raises(openai.BadRequestError) as exc_info:
+        client.responses.create(
+            model=chat_model, input="hi", previous_response_id="resp_missing"
+        )
+    assert exc_info.value.code == "invalid_request_error"
+    assert exc_info.value.param == "previous_response_id"
+
+
+def test_store_false_stores_nothing(client, chat_model):
+    created = client.responses.create(
+        model=chat_model, input="Hi.", store=False, **SHORT
+    )
+    assert created.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
+def test_streamed_response_is_stored(client, chat_model):
+    stream = client.responses.create(
+        model=chat_model, input="Say hello.", stream=True, **SHORT
+    )
+    final = list(stream)[-1].response
+    assert final.store is True
+    assert client.responses.retrieve(final.id) == final
+    items = client.responses.input_items.list(final.id)
+    assert _texts(items.data) == ["Say hello."]
+
+
 def test_vector_store_file_batch_failure_and_delete(client):
     store = client.vector_stores.create(name="scratch")
     batch = client.vector_stores.file_batches.upload_and_poll(

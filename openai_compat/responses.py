@@ -3,9 +3,11 @@ chat turns, and the output items, response object and stream events.
 
 Hearth runs one tool, ``file_search``, itself: it always searches when
 the tool is given (unless ``tool_choice`` is ``"none"``), since no chat
-model here decides to call tools. Responses are not stored, so
-``previous_response_id`` is refused; clients send earlier turns in
-``input``, which may hold the output items of earlier responses.
+model here decides to call tools. Responses are stored unless
+``"store": false`` (server.response_store), as message items that a
+later turn's ``previous_response_id`` puts back in front of its input;
+clients may instead send earlier turns in ``input``, which may hold the
+output items of earlier responses.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def new_id(prefix: str) -> str:
 
 
 class _Body(BaseModel):
-    # Clients send fields Hearth does not use (store, user, reasoning...).
+    # Clients send fields Hearth does not use (user, reasoning...).
     model_config = ConfigDict(extra="ignore")
 
 
@@ -69,6 +71,7 @@ class ResponseCreate(_Body):
     truncation: str | None = None
     user: str | None = None
     previous_response_id: str | None = None
+    store: bool | None = None
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
@@ -78,10 +81,9 @@ class ResponseCreate(_Body):
     def check(self) -> FileSearchTool | None:
         """Refuse what Hearth cannot do; the file_search tool, if searching."""
         for name, hint in (
-            ("previous_response_id", "Hearth does not store responses; send the "
-             "earlier turns (and earlier output items) in 'input'"),
-            ("conversation", "Hearth does not store conversations; send the "
-             "earlier turns in 'input'"),
+            ("conversation", "Hearth does not store conversations; name the "
+             "last response in 'previous_response_id' or send the earlier "
+             "turns in 'input'"),
             ("background", "run it as a durable job instead (POST /v1/jobs)"),
             ("prompt", "send the prompt's text in 'instructions' and 'input'"),
             ("top_logprobs", "omit it"),
@@ -165,6 +167,39 @@ class ResponseCreate(_Body):
     @property
     def wants_results(self) -> bool:
         return "file_search_call.results" in (self.include or [])
+
+    @property
+    def stores(self) -> bool:
+        """OpenAI stores a response unless told not to."""
+        return self.store is not False
+
+
+def history(conversation: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A stored conversation (message items) as chat turns again."""
+    turns = [
+        _turn(item, f"previous_response_id[{index}]")
+        for index, item in enumerate(conversation)
+    ]
+    return [turn for turn in turns if turn is not None]
+
+
+def conversation(
+    turns: list[dict[str, str]], *, message_id: str, output_text: str
+) -> list[dict[str, Any]]:
+    """The turns so far and this turn's output, as message items to store;
+    the output comes last and keeps its id."""
+    items = [
+        {"id": new_id("msg"), "type": "message", "role": turn["role"],
+         "content": [{"type": "input_text", "text": turn["content"]}]}
+        if turn["role"] != "assistant"
+        else message(new_id("msg"), status="completed",
+                     parts=[text_part(turn["content"], [])])
+        for turn in turns
+    ]  # fmt: skip
+    items.append(
+        message(message_id, status="completed", parts=[text_part(output_text, [])])
+    )
+    return items
 
 
 def _first_error(exc: ValueError) -> str:
@@ -281,10 +316,10 @@ def response(
         "model": body.model,
         "output": output,
         "parallel_tool_calls": body.parallel_tool_calls is not False,
-        "previous_response_id": None,
+        "previous_response_id": body.previous_response_id,
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
-        "store": False,
+        "store": body.stores,
         "temperature": 1.0 if body.temperature is None else body.temperature,
         "text": {"format": {"type": "text"}},
         "tool_choice": body.tool_choice or "auto",

@@ -83,7 +83,7 @@ class ContextLengthExceeded(InvalidRequest):
 
 class UnsupportedParameter(InvalidRequest):
     """A valid OpenAI parameter that Hearth does not implement, sent with a
-    value that would need it (``previous_response_id``, ``background``)."""
+    value that would need it (``conversation``, ``background``)."""
 
     code = "unsupported_parameter"
 

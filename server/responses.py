@@ -26,6 +26,7 @@ from auth.context import Caller
 from openai_compat import responses as wire
 from retrieval import answer, prompting, vector_store_sql, vector_stores
 from retrieval.citation_marks import Marks
+from server import response_store
 from server.dispatch import Dispatcher
 from server.errors import HearthError, InvalidRequest
 from server.usage import UsageRecord, record_usage
@@ -78,6 +79,8 @@ class Reply:
     pool: Any
     spec: ModelSpec
     body: wire.ResponseCreate
+    tenant: str
+    # The previous response's turns, then this request's input.
     turns: list[dict[str, str]]
     search: Search | None = None
     response_id: str = field(default_factory=lambda: wire.new_id("resp"))
@@ -185,6 +188,23 @@ class Reply:
             completion_tokens=usage.get("completion_tokens", 0), streamed=streamed,
         ))  # fmt: skip
 
+    async def keep(self, response: dict[str, Any]) -> None:
+        """Store the finished response and the conversation so far, unless
+        the request said ``"store": false``."""
+        if not self.body.stores:
+            return
+        message = response["output"][-1]
+        conversation = wire.conversation(
+            self.turns, message_id=message["id"],
+            output_text=message["content"][0]["text"],
+        )  # fmt: skip
+        # Shielded: a client leaving now must not lose a finished answer.
+        with anyio.CancelScope(shield=True):
+            await response_store.save(
+                self.pool, tenant=self.tenant, response=response,
+                conversation=conversation,
+            )  # fmt: skip
+
     # The pieces of the response.
 
     def marks(self) -> Marks:
@@ -257,9 +277,11 @@ async def whole(reply: Reply) -> JSONResponse:
     output.append(wire.message(
         reply.message_id, status=status, parts=[wire.text_part(clean, annotations)]
     ))  # fmt: skip
-    return JSONResponse(reply.whole_response(
+    response = reply.whole_response(
         status=status, output=output, usage=usage, incomplete=incomplete
-    ))  # fmt: skip
+    )
+    await reply.keep(response)
+    return JSONResponse(response)
 
 
 async def streamed(reply: Reply) -> StreamingResponse:
@@ -304,6 +326,9 @@ async def _sse(
             status="incomplete" if incomplete else "completed", output=output,
             usage=usage, incomplete=incomplete,
         )  # fmt: skip
+        # Stored before the last event, so a client that has seen it can
+        # retrieve the response at once.
+        await reply.keep(final)
         kind = "response.incomplete" if incomplete else "response.completed"
         yield emit(kind, response=final)
         finished = True

@@ -13,6 +13,7 @@ import redis
 
 from retrieval import store as retrieval_store
 from retrieval import vector_store_sql
+from server import response_store
 from server.usage import flush_usage
 from tests import authutil
 from tests.authutil import CHAT, EMBED, StandInWorker, bearer, running
@@ -87,6 +88,9 @@ CROSS = [
     ("vs_file_batches", "POST", _BATCH + "/cancel", 404),
     ("vs_file_batches", "GET", _BATCH + "/files", 404),
     ("vs_file_batches", "GET", _A_VS_B_BATCH, 404),
+    ("responses", "GET", "/v1/responses/{b_response}", 404),
+    ("responses", "GET", "/v1/responses/{b_response}/input_items", 404),
+    ("responses", "DELETE", "/v1/responses/{b_response}", 404),
 ]
 
 # The bodies of the requests above that need one (keyed by method and path).
@@ -124,6 +128,7 @@ UNTOUCHED = {
     "vector_stores": ("/v1/vector_stores/{b_vector_store}", "name", "notes"),
     "vector_store_files": (_VS_FILE, "status", "in_progress"),
     "vs_file_batches": (_BATCH, "status", "in_progress"),
+    "responses": ("/v1/responses/{b_response}", "status", "completed"),
 }  # fmt: skip
 
 # Listings: every row A sees is A's.
@@ -191,6 +196,19 @@ async def _make_jobs_files_batches(api, key: str) -> dict[str, str]:
         "vs_file": vs_file,
         "vs_batch": vs_batch,
     }
+
+
+async def _store_response(api, tenant: str) -> str:
+    """A stored response, placed directly: made over the API it would add
+    usage records that the usage tests count."""
+    response = {"id": "resp_b", "object": "response", "status": "completed",
+                "previous_response_id": None, "output": []}  # fmt: skip
+    conversation = [{"id": "msg_b", "type": "message", "role": "user",
+                     "content": [{"type": "input_text", "text": "hi"}]}]  # fmt: skip
+    await response_store.save(
+        api.pool, tenant=tenant, response=response, conversation=conversation
+    )
+    return response["id"]
 
 
 async def _make_collection(api, key: str) -> tuple[str, str]:
@@ -263,6 +281,7 @@ async def two_tenants(settings):
         mine = await _make_jobs_files_batches(api, a_admin)
         api.objects = {f"b_{name}": value for name, value in objects.items()}
         api.objects["a_vector_store"] = mine["vector_store"]
+        api.objects["b_response"] = await _store_response(api, "tenant-b")
         yield api, {"a": (a_admin, a_id), "b": (b_admin, b_id)}
     clean_redis_queues(settings.namespace)
 

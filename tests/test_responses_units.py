@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from openai_compat.responses import EventStream, ResponseCreate
+from openai_compat.responses import (
+    EventStream,
+    ResponseCreate,
+    conversation,
+    history,
+    response,
+)
 from openai_compat.vector_stores import ChunkingStrategy, SearchRequest, vector_store
 from retrieval.attribute_filters import (
     Filter,
@@ -18,6 +24,7 @@ from retrieval.attribute_filters import (
 )
 from retrieval.citation_marks import Marks
 from server.errors import InvalidRequest, UnsupportedParameter, UnsupportedTool
+from server.response_store import input_items
 
 FILTER = TypeAdapter(Filter)
 ATTRS = {"team": "blue", "year": 2024, "draft": False, "score": 0.5}
@@ -175,8 +182,7 @@ def test_input_becomes_chat_turns():
          "tools[0].type"),
         ({"tools": [{"type": "file_search"}]}, InvalidRequest, "tools[0]"),
         ({"tool_choice": "required"}, InvalidRequest, "tool_choice"),
-        ({"previous_response_id": "resp_1"}, UnsupportedParameter,
-         "previous_response_id"),
+        ({"conversation": "conv_1"}, UnsupportedParameter, "conversation"),
         ({"text": {"format": {"type": "json_object"}}}, UnsupportedParameter,
          "text.format"),
     ],
@@ -186,6 +192,42 @@ def test_unsupported_requests_are_refused_with_a_stable_code(fields, error, para
         _body(**fields).check()
     assert info.value.param == param
     assert info.value.status == 400
+
+
+def test_previous_response_id_is_accepted_and_store_defaults_to_true():
+    body = _body(previous_response_id="resp_1")
+    assert body.check() is None
+    made = response(response_id="resp_2", created_at=0, body=body,
+                    status="completed", output=[], tools=[])  # fmt: skip
+    assert made["store"] is True and made["previous_response_id"] == "resp_1"
+    assert _body(store=False).stores is False
+
+
+def test_stored_conversation_becomes_the_same_turns_again():
+    turns = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "My cat is Tom."},
+        {"role": "assistant", "content": "Hi Tom."},
+        {"role": "user", "content": "Who is my cat?"},
+    ]
+    items = conversation(turns, message_id="msg_out", output_text="Tom.")
+    assert items[-1]["id"] == "msg_out" and items[-1]["role"] == "assistant"
+    assert items[0]["content"] == [{"type": "input_text", "text": "Be brief."}]
+    assert history(items) == [*turns, {"role": "assistant", "content": "Tom."}]
+
+
+def test_input_items_are_newest_first_without_the_output():
+    turns = [{"role": "user", "content": str(n)} for n in range(3)]
+    items = conversation(turns, message_id="msg_out", output_text="done")
+    listed = input_items(items, limit=2, order="desc", after=None)
+    texts = [item["content"][0]["text"] for item in listed["data"]]
+    assert texts == ["2", "1"] and listed["has_more"] is True
+    assert listed["first_id"] == items[2]["id"]
+    rest = input_items(items, limit=2, order="desc", after=listed["last_id"])
+    assert [i["content"][0]["text"] for i in rest["data"]] == ["0"]
+    assert rest["has_more"] is False
+    ascending = input_items(items, limit=20, order="asc", after=None)
+    assert [i["id"] for i in ascending["data"]] == [i["id"] for i in items[:3]]
 
 
 def test_tool_choice_none_skips_the_search():

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
+from fastapi.responses import StreamingResponse
+
+from server.errors import HearthError
+
 DONE = b"data: [DONE]\n\n"
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 ChunkObject = Literal["chat.completion.chunk", "text_completion"]
 
@@ -36,3 +42,22 @@ def chunk(
     if usage is not None:
         body["usage"] = usage
     return body
+
+
+async def open_stream(
+    events: AsyncIterator[dict],
+    render: Callable[[dict, AsyncIterator[dict]], AsyncIterator[bytes]],
+    *,
+    on_error: Callable[[HearthError], None],
+) -> StreamingResponse:
+    """Wait for the first event before answering, so that an error such as
+    a full queue, a dead worker or an over-long prompt still gets its own
+    status code instead of a 200 stream; ``render`` writes the rest."""
+    try:
+        first = await anext(events)
+    except HearthError as exc:
+        on_error(exc)
+        raise
+    return StreamingResponse(
+        render(first, events), media_type="text/event-stream", headers=HEADERS
+    )

@@ -25,18 +25,12 @@ log = structlog.get_logger(__name__)
 
 
 async def streamed(answer: Answer) -> StreamingResponse:
-    events = answer.events()
-    # The first event before answering: an error such as a full queue or a
-    # dead worker still gets its own status code instead of a 200 stream.
-    try:
-        first = await anext(events)
-    except HearthError as exc:
-        answer.record(status=exc.status, usage=None, code=exc.code, streamed=True)
-        raise
-    return StreamingResponse(
-        _sse(answer, first, events),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    return await sse.open_stream(
+        answer.events(),
+        lambda first, events: _sse(answer, first, events),
+        on_error=lambda exc: answer.record(
+            status=exc.status, usage=None, code=exc.code, streamed=True
+        ),
     )
 
 

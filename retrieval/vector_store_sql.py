@@ -78,6 +78,17 @@ def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     return row_of(record, ("metadata", "error", "job_error"))
 
 
+def _page(
+    rows: list[asyncpg.Record], limit: int, *, backwards: bool
+) -> tuple[list[dict], bool]:
+    """A page of ``limit`` rows, read one past it to know if more follow;
+    a ``before`` page was read backwards and is turned the right way."""
+    page = [_row(r) for r in rows[:limit]]
+    if backwards:
+        page.reverse()
+    return page, len(rows) > limit
+
+
 def _walk(order: str, *, backwards: bool) -> tuple[str, str]:
     """How rows past a cursor compare with it, and the SQL order to read
     them in. A ``before`` cursor reads backwards from it, nearest first;
@@ -132,10 +143,7 @@ async def list_vector_stores(
         f" ORDER BY v.created_at {direction}, v.id {direction} LIMIT $3",
         tenant, after or before, limit + 1,
     )  # fmt: skip
-    page = [_row(r) for r in rows[:limit]]
-    if before is not None:
-        page.reverse()
-    return page, len(rows) > limit
+    return _page(rows, limit, backwards=before is not None)
 
 
 async def update_vector_store(
@@ -230,10 +238,7 @@ async def list_files(
         f" ORDER BY d.created_at {direction}, d.id {direction} LIMIT $5",
         tenant, collection_id, status, after or before, limit + 1, batch_id,
     )  # fmt: skip
-    page = [_row(r) for r in rows[:limit]]
-    if before is not None:
-        page.reverse()
-    return page, len(rows) > limit
+    return _page(rows, limit, backwards=before is not None)
 
 
 async def set_attributes(

@@ -107,18 +107,12 @@ class Generation:
         }
 
     async def streamed(self) -> StreamingResponse:
-        events = self._events()
-        # Wait for the first event before answering, so an error such as
-        # context_length_exceeded still gets its proper status code.
-        try:
-            first = await anext(events)
-        except HearthError as exc:
-            self._record(status=exc.status, usage=None, code=exc.code, streamed=True)
-            raise
-        return StreamingResponse(
-            self._sse(first, events),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return await sse.open_stream(
+            self._events(),
+            self._sse,
+            on_error=lambda exc: self._record(
+                status=exc.status, usage=None, code=exc.code, streamed=True
+            ),
         )
 
     def _chunk(self, choices, usage=None) -> bytes:

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from auth.context import Caller
 from openai_compat import responses as wire
+from openai_compat import sse
 from retrieval import answer, prompting, vector_store_sql, vector_stores
 from retrieval.citation_marks import Marks
 from server import response_store
@@ -39,7 +40,6 @@ ENDPOINT = "/v1/responses"
 # Sources handed to the model when the tool names no max_num_results; the
 # prompt budget may keep fewer.
 DEFAULT_SOURCES = 5
-_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def chat_model(catalog: ModelCatalog, name: str) -> ModelSpec:
@@ -285,16 +285,12 @@ async def whole(reply: Reply) -> JSONResponse:
 
 
 async def streamed(reply: Reply) -> StreamingResponse:
-    events = reply.events()
-    # The first event before answering: an error such as a full queue or a
-    # dead worker still gets its own status code instead of a 200 stream.
-    try:
-        first = await anext(events)
-    except HearthError as exc:
-        reply.record(status=exc.status, usage=None, code=exc.code, streamed=True)
-        raise
-    return StreamingResponse(
-        _sse(reply, first, events), media_type="text/event-stream", headers=_HEADERS
+    return await sse.open_stream(
+        reply.events(),
+        lambda first, events: _sse(reply, first, events),
+        on_error=lambda exc: reply.record(
+            status=exc.status, usage=None, code=exc.code, streamed=True
+        ),
     )
 
 

@@ -62,3 +62,35 @@ def log_lines(path: Path) -> Iterator[dict]:
                 yield json.loads(line)
             except ValueError:
                 continue
+
+
+def log_events(path: Path, name: str) -> list[dict]:
+    """The JSON log lines whose event is ``name``."""
+    return [line for line in log_lines(path) if line.get("event") == name]
+
+
+def live_workers(hearth_url: str, model: str) -> list[dict]:
+    workers = httpx.get(f"{hearth_url}/admin/workers").json()["data"]
+    return [w for w in workers if w["alive"] and model in w["models"]]
+
+
+def wait_until(check: Callable[[], object], what: str, attempts: int = 600) -> None:
+    """Poll ``check`` every 0.2 s until it holds (two minutes by default)."""
+    for _ in range(attempts):
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"never happened: {what}")
+
+
+def job_events(lines: Iterator[str]) -> Iterator[tuple[int, str, dict]]:
+    """(id, event, data) for each event of a job's SSE stream."""
+    block: dict[str, str] = {}
+    for line in lines:
+        if line:
+            key, _, value = line.partition(": ")
+            block[key] = value
+            continue
+        if "data" in block:
+            yield int(block["id"]), block["event"], json.loads(block["data"])
+        block = {}

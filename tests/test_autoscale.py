@@ -8,12 +8,11 @@ short idle time so the added workers go away within the test.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 
 import httpx
 import pytest
 
-from tests.opsutil import log_lines
+from tests.opsutil import live_workers, log_events, wait_until
 from tests.stackutil import Processes, base_env, free_port, wait_ready
 from workers.specs import MINILM, _package_dir
 
@@ -69,23 +68,6 @@ def _embed(url: str) -> int:
     return reply.status_code
 
 
-def _events(log, name: str) -> list[dict]:
-    return [line for line in log_lines(log) if line.get("event") == name]
-
-
-def _live_workers(url: str) -> list[dict]:
-    workers = httpx.get(f"{url}/admin/workers").json()["data"]
-    return [w for w in workers if w["alive"] and MINILM in w["models"]]
-
-
-def _wait_for(check, what: str, attempts: int = 600):
-    for _ in range(attempts):
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"never happened: {what}")
-
-
 def test_a_burst_adds_workers_that_leave_when_it_drains(scaling_stack):
     url, log = scaling_stack
 
@@ -93,21 +75,21 @@ def test_a_burst_adds_workers_that_leave_when_it_drains(scaling_stack):
         statuses = list(pool.map(lambda _: _embed(url), range(BURST)))
     assert statuses == [200] * BURST
 
-    ups = _events(log, "scaling up")
+    ups = log_events(log, "scaling up")
     assert ups, "no scaling decision after the burst"
     assert all(up["model"] == MINILM and up["reason"] for up in ups)
     assert max(up["workers"] for up in ups) == 2
 
     # Each added worker loads its model, serves or idles, and is removed.
-    _wait_for(lambda: len(_events(log, "scaling down")) == len(ups), "scale down")
-    downs = _events(log, "scaling down")
+    wait_until(lambda: len(log_events(log, "scaling down")) == len(ups), "scale down")
+    downs = log_events(log, "scaling down")
     assert {d["child"] for d in downs} == {u["child"] for u in ups}
     assert all("idle" in d["reason"] for d in downs)
     started = {
         line["worker_id"]
-        for line in _events(log, "worker starting")
+        for line in log_events(log, "worker starting")
         if line.get("process") == "worker"
     }
     assert len(started) == 1 + len(ups)
-    _wait_for(lambda: len(_live_workers(url)) == 1, "one worker left")
-    assert _live_workers(url)[0]["id"].startswith(f"{MINILM}-1@")
+    wait_until(lambda: len(live_workers(url, MINILM)) == 1, "one worker left")
+    assert live_workers(url, MINILM)[0]["id"].startswith(f"{MINILM}-1@")

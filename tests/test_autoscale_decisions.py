@@ -14,61 +14,11 @@ import pytest
 
 from server.autoscale import Autoscaler
 from server.settings import Settings
+from tests.supervisor_fakes import FakeChild, FakeRedis, FakeRegistry
 from workers import protocol
 from workers.specs import ModelCatalog, ModelSpec
 
 MODEL = "emb"
-
-
-class FakeRedis:
-    """The few commands the autoscaler sends (the fake is the point here:
-    the real broker is covered by test_autoscale.py)."""
-
-    def __init__(self) -> None:
-        self.lists: dict[str, list[bytes]] = {}
-        self.hashes: dict[str, dict[str, str]] = {}
-
-    def llen(self, key):
-        return len(self.lists.get(key, []))
-
-    def lindex(self, key, index):
-        items = self.lists.get(key, [])
-        return items[index] if items else None
-
-    def hmget(self, key, *fields):
-        found = self.hashes.get(key, {})
-        return [found.get(field) for field in fields]
-
-    def close(self):
-        pass
-
-
-class FakeChild:
-    def __init__(self, spec):
-        self.spec, self.name = spec, spec.name
-        self.stop_requested = False
-
-    def request_stop(self):
-        self.stop_requested = True
-
-    def poll(self):
-        return 0 if self.stop_requested else None
-
-    def await_stop(self, timeout_s=None):
-        return 0
-
-
-class FakeRegistry:
-    def __init__(self):
-        self.children: list[FakeChild] = []
-
-    def start(self, spec, *, group):
-        child = FakeChild(spec)
-        self.children.append(child)
-        return child
-
-    def forget(self, child):
-        self.children.remove(child)
 
 
 @pytest.fixture
@@ -119,7 +69,7 @@ def test_a_backlog_adds_the_workers_it_needs_at_once(scaler):
     step()
 
     # ceil(10 / 4) = 3 workers in all: two added in one decision.
-    assert len(registry.children) == 2
+    assert len(registry.watched) == 2
 
 
 def test_never_more_than_max_workers(scaler):
@@ -129,14 +79,14 @@ def test_never_more_than_max_workers(scaler):
     for _ in range(5):
         step()
 
-    assert len(registry.children) == 3  # 1 fixed + 3 added = max_workers 4
+    assert len(registry.watched) == 3  # 1 fixed + 3 added = max_workers 4
 
 
 def test_a_busy_worker_is_never_stopped_and_idle_ones_go_one_by_one(scaler):
     scaler, registry, broker, step = scaler
     _queue(broker, 12)
     step()
-    added = list(registry.children)
+    added = list(registry.watched)
     assert len(added) == 2
 
     _queue(broker, 0)
@@ -144,15 +94,15 @@ def test_a_busy_worker_is_never_stopped_and_idle_ones_go_one_by_one(scaler):
         _heartbeat(broker, child, inflight=1)
     for _ in range(120):
         step()
-    assert registry.children == added
+    assert registry.watched == added
 
     for child in added:
         _heartbeat(broker, child, inflight=0)
     step()
     step(31)
-    assert registry.children == added[:1]  # the newest went first
+    assert registry.watched == added[:1]  # the newest went first
     assert added[1].stop_requested
     step()
-    assert registry.children == added[:1]  # its own idle clock starts now
+    assert registry.watched == added[:1]  # its own idle clock starts now
     step(31)
-    assert registry.children == []
+    assert registry.watched == []

@@ -4,11 +4,12 @@ while running, retry of a failed job, the dead-letter view."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import httpx
 import pytest
+
+from tests.opsutil import job_events
 
 pytestmark = pytest.mark.stack
 
@@ -33,24 +34,12 @@ def _wait(url: str, job_id: str, states=FINISHED, timeout: float = 120) -> dict:
 
 
 def _events(url: str, job_id: str, **headers: str) -> list[tuple[int, str, dict]]:
-    events = []
     with httpx.stream(
         "GET", f"{url}/v1/jobs/{job_id}/events", headers=headers, timeout=120
     ) as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
-        block: dict[str, str] = {}
-        for line in reply.iter_lines():
-            if line:
-                key, _, value = line.partition(": ")
-                block[key] = value
-                continue
-            if "data" in block:
-                events.append(
-                    (int(block["id"]), block["event"], json.loads(block["data"]))
-                )
-            block = {}
-    return events
+        return list(job_events(reply.iter_lines()))
 
 
 def test_a_job_is_accepted_at_once_and_polled_to_its_result(hearth_url, chat_model):

@@ -14,7 +14,6 @@ uses the machine's RabbitMQ, which it never stops.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import threading
@@ -32,6 +31,7 @@ from tests.brokerutil import (
     RedisServer,
     drop_rabbit_queues,
 )
+from tests.opsutil import job_events
 from tests.stackutil import Cluster, create_database, drop_database, wait_ready
 
 pytestmark = pytest.mark.stack
@@ -336,20 +336,9 @@ class Watcher(threading.Thread):
                 return  # starting up: try again
             assert reply.status_code == 200, reply.read()
             self.connections += 1
-            block: dict[str, str] = {}
-            for line in reply.iter_lines():
-                if line:
-                    key, _, value = line.partition(": ")
-                    block[key] = value
-                    continue
-                if "data" in block:
-                    event = (
-                        int(block["id"]),
-                        block["event"],
-                        json.loads(block["data"]),
-                    )
-                    self.events.append(event)
-                block = {}
+            # Appended as they come: a cut connection keeps what it read.
+            for event in job_events(reply.iter_lines()):
+                self.events.append(event)
 
 
 class KeyedSubmitter(threading.Thread):

@@ -12,13 +12,12 @@ import concurrent.futures
 import json
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from tests.opsutil import log_lines
+from tests.opsutil import live_workers, log_events, wait_until
 from tests.stackutil import HEARTH, Processes, base_env, free_port, wait_ready
 from workers.specs import _package_dir
 
@@ -121,23 +120,6 @@ def _served(url: str) -> set[str]:
     return {m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]}
 
 
-def _workers(url: str, model: str) -> list[dict]:
-    workers = httpx.get(f"{url}/admin/workers").json()["data"]
-    return [w for w in workers if w["alive"] and model in w["models"]]
-
-
-def _wait_for(check, what: str, attempts: int = 600):
-    for _ in range(attempts):
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"never happened: {what}")
-
-
-def _events(log, name: str) -> list[dict]:
-    return [line for line in log_lines(log) if line.get("event") == name]
-
-
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [HEARTH, "models", *args], capture_output=True, text=True, timeout=60
@@ -167,14 +149,14 @@ def test_reload_adds_and_removes_models_and_their_workers(stack, engine):
     idle = _embed(url, SPARE)
     assert idle.status_code == 503
     assert idle.json()["error"]["code"] == "model_unavailable"
-    _wait_for(lambda: _workers(url, COPY), f"a live {COPY} worker")
+    wait_until(lambda: live_workers(url, COPY), f"a live {COPY} worker")
     served = _embed(url, COPY)
     assert served.status_code == 200, served.text
     assert len(served.json()["data"][0]["embedding"]) == 384
 
     registry = {m["name"]: m for m in httpx.get(f"{url}/admin/models").json()["data"]}
     assert registry[COPY]["source"]["origin"] == "models file"
-    assert registry[COPY]["live_workers"] == [w["id"] for w in _workers(url, COPY)]
+    assert registry[COPY]["live_workers"] == [w["id"] for w in live_workers(url, COPY)]
     queue = f"hearth.model.{COPY}"
     assert registry[COPY]["queues"] == [queue, f"{queue}.batch"]
     listed = _cli("--url", url)
@@ -188,8 +170,8 @@ def test_reload_adds_and_removes_models_and_their_workers(stack, engine):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         held = pool.submit(_embed, url, MOCK, HOLD)
         assert engine.holding.wait(60), "the held request never reached the engine"
-        _wait_for(
-            lambda: any(w["state"] == "busy" for w in _workers(url, MOCK)),
+        wait_until(
+            lambda: any(w["state"] == "busy" for w in live_workers(url, MOCK)),
             "a busy worker",
         )
 
@@ -207,15 +189,15 @@ def test_reload_adds_and_removes_models_and_their_workers(stack, engine):
         assert _served(url) == {SPARE}
 
         # The idle copy's worker stops; the busy mock's waits for its request.
-        _wait_for(lambda: not _workers(url, COPY), f"the {COPY} worker gone")
-        stopping = {e["model"] for e in _events(log, "stopping worker")}
+        wait_until(lambda: not live_workers(url, COPY), f"the {COPY} worker gone")
+        stopping = {e["model"] for e in log_events(log, "stopping worker")}
         assert stopping == {COPY}
-        assert not held.done() and _workers(url, MOCK)
+        assert not held.done() and live_workers(url, MOCK)
 
         engine.release.set()
         assert held.result().status_code == 200
-    _wait_for(lambda: not _workers(url, MOCK), f"the {MOCK} worker gone")
-    assert {e["model"] for e in _events(log, "stopping worker")} == {COPY, MOCK}
+    wait_until(lambda: not live_workers(url, MOCK), f"the {MOCK} worker gone")
+    assert {e["model"] for e in log_events(log, "stopping worker")} == {COPY, MOCK}
 
     audit = httpx.get(f"{url}/admin/audit", params={"action": "models.reload"})
     assert [e["detail"]["generation"] for e in audit.json()["data"]] == [2, 1]

@@ -17,72 +17,12 @@ from server.autoscale import Autoscaler
 from server.model_reload import ModelReloader
 from server.settings import Settings
 from server.stack import WORKER_GROUP, worker_spec
+from tests.supervisor_fakes import FakeChild, FakeRedis, FakeRegistry
 from workers import protocol
 from workers.specs import ModelCatalog, read_models_file
 
 NS = "hearth"
 ENV = {"HEARTH_BROKER_URL": "redis://127.0.0.1:1/0"}
-
-
-class FakeRedis:
-    """The few commands the reloader sends (the real Redis is covered by
-    test_model_reload.py)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, object] = {}
-        self.lists: dict[str, list[bytes]] = {}
-        self.hashes: dict[str, dict[str, str]] = {}
-
-    def get(self, key):
-        return self.values.get(key)
-
-    def set(self, key, value, ex=None):
-        self.values[key] = value
-
-    def delete(self, key):
-        self.values.pop(key, None)
-
-    def hget(self, key, field):
-        return self.hashes.get(key, {}).get(field)
-
-    def llen(self, key):
-        return len(self.lists.get(key, []))
-
-    def close(self):
-        pass
-
-
-class FakeChild:
-    def __init__(self, spec):
-        self.spec, self.name = spec, spec.name
-        self.stop_requested = False
-
-    def request_stop(self):
-        self.stop_requested = True
-
-    def poll(self):
-        return 0 if self.stop_requested else None
-
-    def await_stop(self, timeout_s=None):
-        return 0
-
-
-class FakeRegistry:
-    def __init__(self):
-        self.watched: list[FakeChild] = []
-        self.started: list[FakeChild] = []
-
-    def start(self, spec, *, group):
-        child = FakeChild(spec)
-        self.watched.append(child)
-        self.started.append(child)
-        return child
-
-    def children(self, group=None):
-        return list(self.watched)
-
-    def forget(self, child):
-        self.watched.remove(child)
 
 
 def _model(name: str, path: str, **extra: str) -> str:

@@ -85,7 +85,10 @@ def _pings(client: redis.Redis) -> bool:
 @pytest.fixture
 def api(request, base_url, api_key):
     if request.config.getoption("--base-url"):
-        pytest.skip("kills a worker process: needs the session's own hearth up")
+        pytest.skip(
+            "freezes and kills a worker: runs only on the hearth up the test "
+            "session starts, never on a server given with --base-url"
+        )
     with httpx.Client(
         base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}
     ) as client:
